@@ -1,0 +1,3 @@
+from raptorflow.cli import main
+
+main()

@@ -1,0 +1,132 @@
+"""Settings read from the environment (prefix RAPTORFLOW_) and an optional .env file."""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMBEDDED_DATABASE_URL = "sqlite+aiosqlite:///var/raptorflow.db"
+
+
+class LogFormat(StrEnum):
+    json = "json"
+    console = "console"
+
+
+class Registration(StrEnum):
+    open = "open"
+    invite = "invite"
+    closed = "closed"
+
+
+def _check_database_url(value: str) -> str:
+    if value.startswith("sqlite+aiosqlite://"):
+        return value
+    if value.startswith("postgresql+asyncpg://"):
+        if not urlsplit(value).hostname and "host=" not in value:
+            raise ValueError(
+                "a PostgreSQL URL needs a host, e.g. postgresql+asyncpg://user@127.0.0.1:5432/db"
+            )
+        return value
+    raise ValueError("accepted values are sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST:PORT/DB")
+
+
+def _check_redis_url(value: str | None) -> str | None:
+    if value in (None, ""):
+        return None
+    assert value is not None
+    if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("accepted values are redis://HOST:PORT/DB, rediss://… or unix://PATH")
+    return value
+
+
+class Settings(BaseSettings):
+    """Every knob of RaptorFlow; the README's configuration table lists them all."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAPTORFLOW_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: Annotated[str, AfterValidator(_check_database_url)] = EMBEDDED_DATABASE_URL
+    redis_url: Annotated[str | None, AfterValidator(_check_redis_url)] = None
+    redis_timeout_ms: int = Field(default=100, ge=1, le=60_000)
+    log_format: LogFormat | None = None
+    log_level: str = "INFO"
+    public_url: str = "http://127.0.0.1:8000"
+    secret_key: str | None = None
+    registration: Registration = Registration.open
+    access_token_ttl_s: int = Field(default=900, ge=60, le=86_400)
+    refresh_token_ttl_s: int = Field(default=30 * 86_400, ge=3600, le=365 * 86_400)
+    oidc_jwks_url: str | None = None
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_hs256_secret: str | None = None
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("accepted values are DEBUG, INFO, WARNING, ERROR")
+        return upper
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True when the database is SQLite (the embedded default or an explicit file)."""
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def effective_log_format(self) -> LogFormat:
+        """JSON unless asked otherwise or stderr is a terminal."""
+        if self.log_format is not None:
+            return self.log_format
+        return LogFormat.console if sys.stderr.isatty() else LogFormat.json
+
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file, or None for PostgreSQL or an in-memory database."""
+        if not self.is_sqlite:
+            return None
+        raw = self.database_url.split("///", 1)[1] if "///" in self.database_url else ""
+        raw = raw.split("?", 1)[0]
+        if raw in ("", ":memory:"):
+            return None
+        return Path(raw)
+
+
+class SettingsError(Exception):
+    """A setting has a value RaptorFlow cannot use; the message is one line for the operator."""
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Turn pydantic's report into one line naming the variable(s) and what is accepted."""
+    parts: list[str] = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "settings"
+        msg: str = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "enum":
+            expected: Any = err.get("ctx", {}).get("expected", "")
+            msg = f"accepted values are {expected}"
+        parts.append(f"RAPTORFLOW_{field.upper()}: {msg}")
+    return "invalid setting: " + "; ".join(parts)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings, raising SettingsError with a one-line message when one is unusable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None
+
+
+@lru_cache(maxsize=1)
+def settings_from_env() -> Settings:
+    """Settings of this process (used by the uvicorn factory and the CLI)."""
+    return load_settings()

@@ -1,0 +1,24 @@
+"""Request-scoped dependencies shared by every domain: settings and the database session."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    factory = request.app.state.session_factory
+    async with factory() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+# scope="function": commit before the response is sent, so a client never sees a 2xx for a rolled-back write.
+SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]

@@ -1,0 +1,113 @@
+"""FastAPI glue: fast JSON responses and problem+json rendering of every error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from raptorflow.kit.errors import PROBLEM_MEDIA_TYPE, RaptorFlowError, problem_body, title_for
+from raptorflow.kit.middleware import request_id_of
+
+
+class ORJSONResponse(JSONResponse):
+    """JSON rendered by orjson (datetimes as RFC 3339, UUIDs as strings)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+
+
+class ProblemResponse(ORJSONResponse):
+    """An RFC 9457 problem document."""
+
+    media_type = PROBLEM_MEDIA_TYPE
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    type_uri: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Response:
+    """Build a problem+json response carrying the request id."""
+    body = problem_body(
+        status=status,
+        title=title or title_for(status),
+        detail=detail,
+        request_id=request_id_of(request.scope),
+        type_uri=type_uri,
+        errors=errors,
+        extra=extra,
+    )
+    return ProblemResponse(body, status_code=status, headers=headers)
+
+
+def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc]
+    # FastAPI prefixes the location ("body", "query", ...); keep it: it says where to look.
+    return ".".join(parts)
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors():
+        loc = err.get("loc", ())
+        msg = str(err.get("msg", "invalid value"))
+        if msg.startswith("Value error, "):
+            msg = msg.removeprefix("Value error, ")
+        out.append({"field": _field_path(loc), "message": msg, "type": err.get("type")})
+    return out
+
+
+async def _on_raptorflow_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RaptorFlowError)
+    return problem_response(
+        request,
+        exc.status,
+        exc.detail,
+        title=exc.title,
+        type_uri=exc.type_uri,
+        errors=exc.errors,
+        headers=exc.headers or None,
+        extra=exc.extra or None,
+    )
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = _validation_errors(exc)
+    summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+    return problem_response(
+        request,
+        422,
+        f"The request is invalid: {summary}",
+        title="Unprocessable Content",
+        type_uri="https://raptorflow.dev/problems/validation-error",
+        errors=errors,
+    )
+
+
+async def _on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else title_for(exc.status_code)
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = "No resource at this address."
+    elif exc.status_code == 405 and detail == "Method Not Allowed":
+        detail = f"{request.method} is not allowed on this resource."
+    return problem_response(request, exc.status_code, detail, headers=getattr(exc, "headers", None))
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Render every error (404, 405, 422, domain errors) as problem+json."""
+    app.add_exception_handler(RaptorFlowError, _on_raptorflow_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)

@@ -1,0 +1,136 @@
+"""Shared fixtures: the app on SQLite and on a throwaway PostgreSQL database, one client per test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from raptorflow.app import create_app
+from raptorflow.config import Settings
+from raptorflow.kit import migrations
+from raptorflow.models import Base
+
+IN_CI = bool(os.environ.get("CI"))
+ADMIN_PG_URL = os.environ.get(
+    "RAPTORFLOW_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
+TEST_REDIS_URL = os.environ.get("RAPTORFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(url: str, default_port: int, name: str) -> None:
+    """Skip (or, under CI, fail) when a server the test needs does not answer."""
+    if not _reachable(url, default_port):
+        message = f"{name} at {urlsplit(url).hostname}:{urlsplit(url).port or default_port} is unreachable"
+        if IN_CI:
+            pytest.fail(message + " (CI is set: services must be up)")
+        pytest.skip(message)
+
+
+def pg_url_for(database: str) -> str:
+    """The admin URL with another database name."""
+    parts = urlsplit(ADMIN_PG_URL)
+    return parts._replace(path="/" + database).geturl()
+
+
+async def create_pg_database() -> str:
+    """Create an empty database on the test server; return its name."""
+    name = f"raptorflow_test_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(ADMIN_PG_URL, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    await admin.dispose()
+    return name
+
+
+async def drop_pg_database(name: str) -> None:
+    """Drop a test database, disconnecting whoever is left."""
+    admin = create_async_engine(ADMIN_PG_URL, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    await admin.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+async def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
+    """A migrated database of each kind, created for this run and dropped after it."""
+    if request.param == "sqlite":
+        path: Path = tmp_path_factory.mktemp("sqlite") / "raptorflow.db"
+        url = f"sqlite+aiosqlite:///{path}"
+        await asyncio.to_thread(migrations.upgrade, url)
+        yield url
+        return
+    require_service(ADMIN_PG_URL, 5432, "PostgreSQL")
+    name = await create_pg_database()
+    url = pg_url_for(name)
+    try:
+        await asyncio.to_thread(migrations.upgrade, url)
+        yield url
+    finally:
+        await drop_pg_database(name)
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    """Settings for tests: JSON logs, no .env, the given database."""
+    values: dict[str, Any] = {"database_url": database_url, "log_format": "json", "redis_url": None}
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="session")
+async def app(database_url: str) -> AsyncIterator[Any]:
+    """The application on the session's database."""
+    application = create_app(make_settings(database_url))
+    yield application
+    await application.state.engine.dispose()
+
+
+async def truncate_all(application: Any) -> None:
+    """Empty every table: tests never share rows."""
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    if not tables:
+        return
+    engine = application.state.engine
+    async with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            await conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE"))
+        else:
+            for table in tables:
+                await conn.execute(text(f'DELETE FROM "{table}"'))
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client speaking to the app in-process; tables are emptied after each test."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+    await truncate_all(app)
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """The test Redis (database 15)."""
+    require_service(TEST_REDIS_URL, 6379, "Redis")
+    yield TEST_REDIS_URL

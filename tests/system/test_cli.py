@@ -1,0 +1,165 @@
+"""The `raptorflow` command as an operator runs it: real processes, real databases."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from raptorflow.kit import migrations
+from tests.conftest import ADMIN_PG_URL, create_pg_database, drop_pg_database, pg_url_for, require_service
+
+RAPTORFLOW = [sys.executable, "-m", "raptorflow"]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAPTORFLOW_")}
+    env.update(extra)
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_version() -> None:
+    result = subprocess.run([*RAPTORFLOW, "version"], capture_output=True, text=True, env=_env(), check=True)
+    assert result.stdout.strip()[0].isdigit()
+
+
+def test_bad_database_url_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*RAPTORFLOW, "serve"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=_env(RAPTORFLOW_DATABASE_URL="mysql://root:s3cret@db/x"),
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "RAPTORFLOW_DATABASE_URL" in lines[0]
+    assert "postgresql+asyncpg://" in lines[0]
+    assert "Traceback" not in result.stderr
+    assert "s3cret" not in result.stderr
+
+
+def test_unreachable_postgres_is_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*RAPTORFLOW, "serve"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=_env(RAPTORFLOW_DATABASE_URL="postgresql+asyncpg://nobody@127.0.0.1:1/none"),
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "cannot reach the database" in result.stderr
+
+
+def test_migrate_sql_prints_ddl(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*RAPTORFLOW, "migrate", "--sql"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=_env(RAPTORFLOW_DATABASE_URL="postgresql+asyncpg://postgres@127.0.0.1/offline"),
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "CREATE TABLE alembic_version" in result.stdout
+    assert not (tmp_path / "var").exists()
+
+
+async def test_serve_refuses_an_out_of_date_postgres_schema(tmp_path: Path) -> None:
+    require_service(ADMIN_PG_URL, 5432, "PostgreSQL")
+    name = await create_pg_database()
+    try:
+        url = pg_url_for(name)
+        env = _env(RAPTORFLOW_DATABASE_URL=url)
+        refused = subprocess.run(
+            [*RAPTORFLOW, "serve", "--port", str(_free_port())],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+            timeout=60,
+        )
+        assert refused.returncode == 2
+        assert "raptorflow migrate" in refused.stderr
+        migrated = subprocess.run(
+            [*RAPTORFLOW, "migrate"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120
+        )
+        assert migrated.returncode == 0, migrated.stderr
+        assert "database at" in migrated.stderr
+    finally:
+        await drop_pg_database(name)
+
+
+def test_serve_on_embedded_default_migrates_and_answers(tmp_path: Path) -> None:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [*RAPTORFLOW, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=_env(RAPTORFLOW_LOG_FORMAT="json"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        health = None
+        while time.monotonic() < deadline:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert health is not None and health.status_code == 200
+        ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=5)
+        assert ready.status_code == 200
+        db = tmp_path / "var" / "raptorflow.db"
+        assert db.exists()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        heads = {row[0] for row in conn.execute("SELECT version_num FROM alembic_version")}
+    assert heads == migrations.head_revisions()
+
+
+@pytest.mark.parametrize("workers", [2])
+def test_serve_with_workers(tmp_path: Path, workers: int) -> None:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [*RAPTORFLOW, "serve", "--port", str(port), "--workers", str(workers)],
+        cwd=tmp_path,
+        env=_env(RAPTORFLOW_LOG_FORMAT="json"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("server with workers never answered")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -1,0 +1,166 @@
+"""Health, readiness, the API index, OpenAPI, and problem+json for every error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from pydantic import BaseModel
+
+from raptorflow.app import create_app
+from tests.conftest import make_settings
+
+PROBLEM = "application/problem+json"
+
+
+async def test_health_is_ok(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_ready_checks_database(client: httpx.AsyncClient) -> None:
+    response = await client.get("/ready")
+    assert response.status_code == 200
+    assert response.json()["checks"] == {"database": "ok"}
+
+
+async def test_ready_names_a_dead_redis(database_url: str) -> None:
+    # Port 1 on loopback refuses connections at once.
+    app = create_app(make_settings(database_url, redis_url="redis://127.0.0.1:1/0"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        response = await http.get("/ready")
+    await app.state.engine.dispose()
+    assert response.status_code == 503
+    assert response.headers["content-type"] == PROBLEM
+    body = response.json()
+    assert "redis" in body["detail"]
+    assert body["checks"]["database"] == "ok"
+    assert body["checks"]["redis"] != "ok"
+
+
+async def test_ready_with_live_redis(database_url: str, redis_url: str) -> None:
+    app = create_app(make_settings(database_url, redis_url=redis_url))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        response = await http.get("/ready")
+    await app.state.engine.dispose()
+    await app.state.redis.aclose()
+    assert response.status_code == 200
+    assert response.json()["checks"] == {"database": "ok", "redis": "ok"}
+
+
+async def test_ready_names_a_dead_database(tmp_path: Any) -> None:
+    app = create_app(make_settings("postgresql+asyncpg://nobody@127.0.0.1:1/none"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        response = await http.get("/ready")
+    await app.state.engine.dispose()
+    assert response.status_code == 503
+    assert "database" in response.json()["detail"]
+
+
+async def test_api_index_lists_links(client: httpx.AsyncClient) -> None:
+    body = (await client.get("/api/v1")).json()
+    assert body["name"] == "RaptorFlow"
+    assert body["version"]
+    assert body["links"]["openapi"].endswith("/openapi.json")
+
+
+async def test_openapi_and_docs(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    assert spec["openapi"].startswith("3.")
+    assert "/health" in spec["paths"]
+    docs = await client.get("/docs")
+    assert docs.status_code == 200
+    assert "swagger" in docs.text.lower()
+
+
+async def test_unknown_path_is_a_problem(client: httpx.AsyncClient) -> None:
+    response = await client.get("/no/such/thing")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == PROBLEM
+    body = response.json()
+    assert set(body) >= {"type", "title", "status", "detail", "request_id"}
+    assert body["status"] == 404
+    assert body["request_id"] == response.headers["x-request-id"]
+
+
+async def test_wrong_method_is_a_problem(client: httpx.AsyncClient) -> None:
+    response = await client.delete("/health")
+    assert response.status_code == 405
+    assert response.headers["content-type"] == PROBLEM
+    assert "DELETE" in response.json()["detail"]
+
+
+class _Payload(BaseModel):
+    name: str
+    count: int
+
+
+@pytest.fixture
+async def probe_client(database_url: str) -> Any:
+    """An app with two extra routes: one that validates a body, one that crashes."""
+    app = create_app(make_settings(database_url))
+
+    @app.post("/_probe/echo")
+    async def echo(payload: _Payload) -> dict[str, Any]:
+        return payload.model_dump()
+
+    @app.get("/_probe/crash")
+    async def crash() -> None:
+        raise RuntimeError("SELECT secret_column FROM hidden_table -- boom")
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://t"
+    ) as http:
+        yield http
+    await app.state.engine.dispose()
+
+
+async def test_validation_error_names_each_field(probe_client: httpx.AsyncClient) -> None:
+    response = await probe_client.post("/_probe/echo", json={"name": "x", "count": "many"})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+    errors = response.json()["errors"]
+    assert [e["field"] for e in errors] == ["body.count"]
+    assert "integer" in errors[0]["message"]
+
+
+async def test_malformed_json_is_a_problem(probe_client: httpx.AsyncClient) -> None:
+    response = await probe_client.post(
+        "/_probe/echo", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["errors"][0]["field"].startswith("body")
+
+
+async def test_crash_is_a_500_problem_without_internals(probe_client: httpx.AsyncClient) -> None:
+    response = await probe_client.get("/_probe/crash", headers={"x-request-id": "crash-test-0001"})
+    assert response.status_code == 500
+    assert response.headers["content-type"] == PROBLEM
+    assert response.headers["x-request-id"] == "crash-test-0001"
+    body = response.json()
+    assert body["request_id"] == "crash-test-0001"
+    text = response.text
+    assert "SELECT" not in text and "Traceback" not in text and "RuntimeError" not in text
+
+
+async def test_request_id_is_kept_when_well_formed(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health", headers={"x-request-id": "abc-123-DEF_456"})
+    assert response.headers["x-request-id"] == "abc-123-DEF_456"
+
+
+async def test_request_id_is_replaced_when_malformed(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health", headers={"x-request-id": "bad id\twith spaces<script>"})
+    assigned = response.headers["x-request-id"]
+    assert assigned != "bad id\twith spaces<script>"
+    assert len(assigned) == 32
+    generated = (await client.get("/health")).headers["x-request-id"]
+    assert generated != assigned
+
+
+async def test_responses_are_orjson(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1")
+    assert orjson.loads(response.content)["name"] == "RaptorFlow"
