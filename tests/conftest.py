@@ -111,13 +111,69 @@ async def truncate_all(application: Any) -> None:
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     if not tables:
         return
-    engine = application.state.engine
+    # The app's engine runs as the restricted role (no TRUNCATE on the audit log): use the owner's.
+    engine = create_async_engine(application.state.settings.database_url)
     async with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             await conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE"))
         else:
             for table in tables:
                 await conn.execute(text(f'DELETE FROM "{table}"'))
+    await engine.dispose()
+
+
+PASSWORD = "correct horse battery staple"
+
+
+class Actor:
+    """A signed-in user as tests drive them: their id, tokens and headers."""
+
+    def __init__(self, http: httpx.AsyncClient, email: str, user_id: str, tokens: dict[str, Any]) -> None:
+        self.http = http
+        self.email = email
+        self.user_id = user_id
+        self.tokens = tokens
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Authorization header with the access token."""
+        return {"Authorization": f"Bearer {self.tokens['access_token']}"}
+
+    def in_org(self, org_id: str) -> dict[str, str]:
+        """Headers acting in an organization."""
+        return {**self.headers, "X-Organization-ID": str(org_id)}
+
+
+async def sign_up(http: httpx.AsyncClient, email: str, name: str = "Test User", password: str = PASSWORD) -> Actor:
+    """Register and sign in a user."""
+    created = await http.post("/api/v1/auth/register", json={"email": email, "password": password, "name": name})
+    assert created.status_code == 201, created.text
+    return await sign_in(http, email, password, created.json()["id"])
+
+
+async def sign_in(http: httpx.AsyncClient, email: str, password: str = PASSWORD, user_id: str = "") -> Actor:
+    """Sign in an existing user."""
+    response = await http.post("/api/v1/auth/token", data={"username": email, "password": password})
+    assert response.status_code == 200, response.text
+    return Actor(http, email, user_id, response.json())
+
+
+async def create_org(actor: Actor, slug: str, name: str | None = None) -> str:
+    """Create an organization owned by `actor`; returns its id."""
+    response = await actor.http.post(
+        "/api/v1/organizations", json={"name": name or slug.title(), "slug": slug}, headers=actor.headers
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def add_member(owner: Actor, org_id: str, member: Actor, role: str) -> None:
+    """Add an existing user to an org with a role."""
+    response = await owner.http.post(
+        f"/api/v1/organizations/{org_id}/members", json={"email": member.email, "role": role}, headers=owner.headers
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["status"] == "added"
 
 
 @pytest.fixture
@@ -127,6 +183,9 @@ async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
     await truncate_all(app)
+    # Per-process state that outlives a request: forget keys and sign-in failures between tests.
+    await app.state.limiter.storage.reset()
+    await app.state.token_issuer.reload(force=True)
 
 
 @pytest.fixture

@@ -11,14 +11,24 @@ from raptorflow import __version__
 from raptorflow.config import Settings, settings_from_env
 from raptorflow.kit.cache import create_redis
 from raptorflow.kit.db import create_engine, session_factory
-from raptorflow.kit.logging import configure_logging
+from raptorflow.kit.logging import configure_logging, get_logger
 from raptorflow.kit.middleware import RequestContextMiddleware
 from raptorflow.kit.web import ORJSONResponse, install_problem_handlers
+from raptorflow.accounts import endpoints as accounts_endpoints
+from raptorflow.audit import endpoints as audit_endpoints
+from raptorflow.auth import endpoints as auth_endpoints
+from raptorflow.auth.oidc import ExternalTokenVerifier
+from raptorflow.auth.tokens import TokenIssuer
+from raptorflow.kit.ratelimit import Limiter, make_storage
 from raptorflow.system.endpoints import router as system_router
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    try:
+        await app.state.token_issuer.ensure_key()
+    except Exception as exc:  # the database may still be starting; the first sign-in creates the key
+        get_logger("raptorflow").warning("startup.signing_key_unavailable", error=type(exc).__name__)
     try:
         yield
     finally:
@@ -42,14 +52,42 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan,
     )
     app.state.settings = settings
-    app.state.engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+    app.state.engine = create_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        role=None if settings.is_sqlite else (settings.database_app_role or None),
+    )
     app.state.session_factory = session_factory(app.state.engine)
     app.state.redis = (
         create_redis(settings.redis_url, timeout_ms=settings.redis_timeout_ms) if settings.redis_url else None
     )
+    app.state.limiter = Limiter(make_storage(settings.redis_url, timeout_ms=settings.redis_timeout_ms))
+    app.state.token_issuer = TokenIssuer(
+        app.state.session_factory,
+        issuer=settings.public_url.rstrip("/"),
+        audience="raptorflow",
+        ttl_s=settings.access_token_ttl_s,
+        secret_key=settings.secret_key,
+    )
+    app.state.external_verifier = (
+        ExternalTokenVerifier(
+            jwks_url=settings.oidc_jwks_url,
+            issuer=settings.oidc_issuer,
+            audience=settings.oidc_audience,
+            hs256_secret=settings.oidc_hs256_secret,
+        )
+        if settings.oidc_issuer and (settings.oidc_jwks_url or settings.oidc_hs256_secret)
+        else None
+    )
     install_problem_handlers(app)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(system_router)
+    app.include_router(auth_endpoints.router)
+    app.include_router(auth_endpoints.wellknown)
+    app.include_router(accounts_endpoints.users)
+    app.include_router(accounts_endpoints.invites)
+    app.include_router(accounts_endpoints.orgs)
+    app.include_router(audit_endpoints.router)
     return app
 
 

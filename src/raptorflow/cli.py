@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, NoReturn
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, NoReturn, TypeVar
 
 import typer
 import uvicorn
 
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from raptorflow import __version__
-from raptorflow.config import Settings, SettingsError, load_settings
+from raptorflow.accounts.schemas import OrganizationCreate
+from raptorflow.accounts.service import OrganizationService
+from raptorflow.audit import service as audit
+from raptorflow.audit.service import AuditContext
+from raptorflow.auth.principal import Principal
+from raptorflow.auth.repository import IdentityRepository
+from raptorflow.auth.service import AuthService, normalize_email
+from raptorflow.auth.tokens import TokenIssuer, rotate_keys
+from raptorflow.config import Registration, Settings, SettingsError, load_settings
 from raptorflow.kit import migrations
-from raptorflow.kit.db import create_engine
+from raptorflow.kit.db import create_engine, session_factory
+from raptorflow.kit.errors import RaptorFlowError
+from raptorflow.kit.ratelimit import Limiter, make_storage
 from raptorflow.kit.logging import configure_logging, get_logger
 
 app = typer.Typer(help="RaptorFlow threat-intelligence platform.", no_args_is_help=True, add_completion=False)
@@ -99,6 +114,125 @@ def migrate(
         fail(_describe_db_error(exc))
     if not sql:
         typer.echo(f"database at {', '.join(sorted(migrations.head_revisions())) or 'base'}", err=True)
+
+
+user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
+org_app = typer.Typer(help="Manage organizations.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage token-signing keys.", no_args_is_help=True)
+audit_app = typer.Typer(help="Audit log tools.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+app.add_typer(org_app, name="org")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+
+CLI_CONTEXT = AuditContext(user_agent="raptorflow-cli")
+T = TypeVar("T")
+
+
+def in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run `work` in one transaction on the owner connection (CLI commands are operator actions)."""
+
+    async def runner() -> T:
+        engine = create_engine(settings.database_url)
+        try:
+            async with session_factory(engine)() as session:
+                try:
+                    result = await work(session)
+                    await session.commit()
+                    return result
+                except BaseException:
+                    await session.rollback()
+                    raise
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(runner())
+    except RaptorFlowError as exc:
+        fail(exc.detail, 1)
+
+
+@user_app.command("create")
+def user_create(
+    email: Annotated[str, typer.Option(help="Email address (the sign-in name).")],
+    name: Annotated[str, typer.Option(help="Display name.")],
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
+) -> None:
+    """Create a built-in account (prompts for the password unless --password-stdin)."""
+    settings = settings_or_exit()
+    prepare_database(settings)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+    async def work(session: AsyncSession) -> str:
+        # An operator creates accounts whatever the self-service registration mode is.
+        operator_settings = settings.model_copy(update={"registration": Registration.open})
+        issuer = TokenIssuer(
+            session_factory(session.bind),  # type: ignore[arg-type]
+            issuer=settings.public_url,
+            audience="raptorflow",
+            ttl_s=settings.access_token_ttl_s,
+            secret_key=settings.secret_key,
+        )
+        service = AuthService(session, operator_settings, issuer, Limiter(make_storage(None)))
+        user = await service.register(email, password, name, CLI_CONTEXT)
+        return str(user.id)
+
+    typer.echo(in_transaction(settings, work))
+
+
+@org_app.command("create")
+def org_create(
+    name: Annotated[str, typer.Option(help="Organization name.")],
+    slug: Annotated[str, typer.Option(help="Short unique id (lower-case letters, digits, dashes).")],
+    owner: Annotated[str, typer.Option(help="Email of the existing user who will own it.")],
+) -> None:
+    """Create an organization owned by an existing user."""
+    settings = settings_or_exit()
+    prepare_database(settings)
+    try:
+        body = OrganizationCreate(name=name, slug=slug)
+    except ValidationError as exc:
+        fail("; ".join(f"--{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+
+    async def work(session: AsyncSession) -> str:
+        user = await IdentityRepository(session).user_by_email(normalize_email(owner))
+        if user is None:
+            raise RaptorFlowError(f"no user with email {owner}; create it with `raptorflow user create`")
+        principal = Principal(user_id=user.id, user_agent="raptorflow-cli")
+        org = await OrganizationService(session).create(principal, body)
+        return str(org.id)
+
+    typer.echo(in_transaction(settings, work))
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Add a new token-signing key; older keys keep verifying until their tokens expire."""
+    settings = settings_or_exit()
+    prepare_database(settings)
+
+    async def work(session: AsyncSession) -> str:
+        return (await rotate_keys(session, settings.secret_key)).kid
+
+    typer.echo(in_transaction(settings, work))
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute every organization's audit hash chain; exit 1 on the first break."""
+    settings = settings_or_exit()
+    prepare_database(settings)
+    reports = in_transaction(settings, audit.verify_all)
+    broken = [r for r in reports if not r.ok]
+    for report in reports:
+        status = "ok" if report.ok else f"BROKEN: {report.problem}"
+        typer.echo(f"{report.org_id}  {report.entries} entries  {status}")
+    if broken:
+        raise typer.Exit(1)
+    typer.echo(f"{len(reports)} chains verified", err=True)
 
 
 @app.command()

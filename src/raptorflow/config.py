@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     oidc_audience: str | None = None
     oidc_hs256_secret: str | None = None
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    database_app_role: str = Field(default="raptorflow_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$|^$")
 
     @field_validator("log_level")
     @classmethod

@@ -96,16 +96,31 @@ def ensure_sqlite_directory(url: str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """An async engine for SQLite (WAL, foreign keys on) or PostgreSQL (asyncpg)."""
+def create_engine(url: str, *, pool_size: int = 10, role: str | None = None) -> AsyncEngine:
+    """An async engine for SQLite (WAL, foreign keys on) or PostgreSQL (asyncpg).
+
+    With `role` (PostgreSQL), every connection switches to that role, so row-level security applies
+    even when the login role owns the tables.
+    """
     if url.startswith("sqlite"):
         ensure_sqlite_directory(url)
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False, pool_recycle=1800
     )
+    if role:
+        if not role.replace("_", "").isalnum():
+            raise ValueError("database role must be letters, digits and underscores")
+
+        def _set_role(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"SET ROLE {role}")
+            cursor.close()
+
+        event.listen(engine.sync_engine, "connect", _set_role)
+    return engine
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -8,6 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from raptorflow.kit.errors import RaptorFlowError
+
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
     factory = request.app.state.session_factory
@@ -15,6 +17,12 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
         try:
             yield session
             await session.commit()
+        except RaptorFlowError as exc:
+            if exc.keep_changes:
+                await session.commit()
+            else:
+                await session.rollback()
+            raise
         except BaseException:
             await session.rollback()
             raise

@@ -41,6 +41,9 @@ class RaptorFlowError(Exception):
     status: int = 400
     title: str = "Bad Request"
     type_slug: str | None = None
+    # True when the work done before the error must still be committed (e.g. an audit entry of a
+    # failed sign-in, or the revocation that follows a stolen refresh token).
+    keep_changes: bool = False
 
     def __init__(
         self,

@@ -29,6 +29,8 @@ class AuditEntry(IdMixin, Base):
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(500))
     request_id: Mapped[str | None] = mapped_column(String(128))
+    # Digest of ip + user agent: the chain covers it, so those two can be erased for GDPR.
+    pii_digest: Mapped[str] = mapped_column(String(64))
     details: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
     prev_hash: Mapped[str] = mapped_column(String(64))

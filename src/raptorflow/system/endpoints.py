@@ -9,10 +9,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from raptorflow import __version__
+from raptorflow.auth.deps import PublicRoute
 from raptorflow.kit.db import ping
 from raptorflow.kit.web import problem_response
 
-router = APIRouter(tags=["system"])
+router = APIRouter(tags=["system"], dependencies=[PublicRoute])
 
 
 @router.get("/health", summary="Liveness: the process answers (touches nothing)")

@@ -1,0 +1,242 @@
+"""Request and response bodies for users, organizations, members, workspaces, API keys, audit."""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, field_validator
+
+from raptorflow.auth.permissions import Role
+
+SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
+
+
+class Input(BaseModel):
+    """Base of request bodies: unknown fields are refused (no mass assignment)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class UserOut(BaseModel):
+    """A user's own profile."""
+
+    id: uuid.UUID
+    email: str | None
+    name: str
+    is_anonymous: bool
+    external: bool
+    created_at: datetime
+    last_login_at: datetime | None
+
+
+class UserUpdate(Input):
+    """Profile fields a user may change."""
+
+    name: str = Field(min_length=1, max_length=200)
+
+
+class PasswordChange(Input):
+    """Change the password of a built-in account."""
+
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
+class MyOrganization(BaseModel):
+    """An organization the caller belongs to, with their role."""
+
+    id: uuid.UUID
+    name: str
+    slug: str
+    role: Role
+
+
+class SessionOut(BaseModel):
+    """A sign-in session."""
+
+    id: uuid.UUID
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+    ip: str | None
+    user_agent: str | None
+    current: bool
+
+
+class OrganizationCreate(Input):
+    """A new organization; its creator becomes the owner."""
+
+    name: str = Field(min_length=1, max_length=200)
+    slug: str = Field(pattern=SLUG_PATTERN, max_length=63, description="lower-case letters, digits, dashes")
+
+
+class OrganizationUpdate(Input):
+    """Organization fields admins may change."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    slug: str | None = Field(default=None, pattern=SLUG_PATTERN, max_length=63)
+
+
+class OrganizationOut(BaseModel):
+    """An organization as its members see it."""
+
+    id: uuid.UUID
+    name: str
+    slug: str
+    created_at: datetime
+    updated_at: datetime
+    role: Role
+
+
+class MemberOut(BaseModel):
+    """A member of an organization."""
+
+    user_id: uuid.UUID
+    email: str | None
+    name: str
+    role: Role
+    joined_at: datetime
+
+
+class MemberAdd(Input):
+    """Add a user by email (an invitation when they have no account yet)."""
+
+    email: EmailStr
+    role: Role = Role.viewer
+
+
+class MemberRoleUpdate(Input):
+    """A new role for a member."""
+
+    role: Role
+
+
+class InvitationOut(BaseModel):
+    """A pending invitation."""
+
+    id: uuid.UUID
+    email: str
+    role: Role
+    created_at: datetime
+    expires_at: datetime
+    accept_url: str | None = None
+
+
+class MemberAdded(BaseModel):
+    """Outcome of adding a member: added at once, or invited."""
+
+    status: Literal["added", "invited"]
+    member: MemberOut | None = None
+    invitation: InvitationOut | None = None
+
+
+class InvitationAccept(Input):
+    """The token of an invitation link."""
+
+    token: str = Field(min_length=10, max_length=200)
+
+
+class TransferOwnership(Input):
+    """Hand ownership to another member."""
+
+    user_id: uuid.UUID
+
+
+class WorkspaceCreate(Input):
+    """A new workspace."""
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=2000)
+
+
+class WorkspaceUpdate(Input):
+    """Workspace fields to change."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+
+
+class WorkspaceOut(BaseModel):
+    """A workspace."""
+
+    id: uuid.UUID
+    name: str
+    description: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ApiKeyCreate(Input):
+    """A new API key; its role cannot exceed the creator's."""
+
+    name: str = Field(min_length=1, max_length=200)
+    role: Role = Role.viewer
+    expires_at: AwareDatetime | None = None
+    allowed_ips: list[str] | None = Field(default=None, max_length=50)
+
+    @field_validator("allowed_ips")
+    @classmethod
+    def _networks(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        out = []
+        for item in value:
+            try:
+                out.append(str(ipaddress.ip_network(item, strict=False)))
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
+        return out
+
+
+class ApiKeyOut(BaseModel):
+    """An API key as listed (never its secret)."""
+
+    id: uuid.UUID
+    name: str
+    role: Role
+    prefix: str
+    created_by: uuid.UUID | None
+    created_at: datetime
+    expires_at: datetime | None
+    allowed_ips: list[str] | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    """A new API key with its secret, shown this once."""
+
+    secret: str
+
+
+class AuditEntryOut(BaseModel):
+    """One audit-log entry."""
+
+    id: uuid.UUID
+    seq: int
+    action: str
+    actor_user_id: uuid.UUID | None
+    actor_api_key_id: uuid.UUID | None
+    target_type: str | None
+    target_id: str | None
+    ip: str | None
+    user_agent: str | None
+    request_id: str | None
+    details: dict[str, Any]
+    created_at: datetime
+    prev_hash: str
+    hash: str
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """A page of a list."""
+
+    items: list[T]
+    next_cursor: str | None

@@ -1,0 +1,38 @@
+"""Request and response bodies of the auth endpoints."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+
+class RegisterIn(BaseModel):
+    """A new built-in account."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr = Field(max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
+    name: str = Field(min_length=1, max_length=200)
+
+
+class TokenPair(BaseModel):
+    """Tokens returned by sign-in and refresh."""
+
+    access_token: str
+    refresh_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+class RefreshIn(BaseModel):
+    """A refresh token to rotate or revoke."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    refresh_token: str = Field(min_length=10, max_length=200)
+
+
+class JWKS(BaseModel):
+    """A JSON Web Key Set."""
+
+    keys: list[dict[str, str]]

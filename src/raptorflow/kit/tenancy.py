@@ -1,0 +1,99 @@
+"""Tenant scoping: the org-bound repository base and PostgreSQL row-level-security context."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import Select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+# Tables whose policies use these settings are listed in the migrations.
+ORG_SETTING = "app.org_id"
+SCOPE_SETTING = "app.scope"
+
+
+async def bind_org(session: AsyncSession, org_id: uuid.UUID) -> None:
+    """Make `org_id` the tenant of this transaction (PostgreSQL RLS reads it; SQLite has no RLS)."""
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT set_config(:k, :v, true)"), {"k": ORG_SETTING, "v": str(org_id)})
+
+
+@asynccontextmanager
+async def cross_tenant(session: AsyncSession) -> AsyncIterator[None]:
+    """Let the enclosed queries see every org's rows (identity resolution only, never for user data)."""
+    postgres = session.bind.dialect.name == "postgresql"
+    if postgres:
+        await session.execute(text("SELECT set_config(:k, 'system', true)"), {"k": SCOPE_SETTING})
+    try:
+        yield
+    finally:
+        if postgres:
+            await session.execute(text("SELECT set_config(:k, '', true)"), {"k": SCOPE_SETTING})
+
+
+class TenantRepository:
+    """Base of every org-owned repository: built with the org id, every query goes through `scoped`."""
+
+    model: Any
+
+    def __init__(self, session: AsyncSession, org_id: uuid.UUID) -> None:
+        self.session = session
+        self.org_id = org_id
+
+    def scoped(self, stmt: Select[Any]) -> Select[Any]:
+        """Restrict a SELECT on `model` to this org."""
+        return stmt.where(self.model.org_id == self.org_id)
+
+
+APP_ROLE = "raptorflow_app"
+_VISIBLE = (
+    f"(org_id::text = current_setting('{ORG_SETTING}', true) OR current_setting('{SCOPE_SETTING}', true) = 'system')"
+)
+
+
+def create_app_role_sql() -> list[str]:
+    """The non-owner role the application runs as on PostgreSQL (created once per cluster)."""
+    return [
+        f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN "
+        f"CREATE ROLE {APP_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS; END IF; END $$",
+        # The login role must be able to SET ROLE to it (superusers already can).
+        f"DO $$ BEGIN IF NOT pg_has_role(current_user, '{APP_ROLE}', 'MEMBER') THEN "
+        f"EXECUTE format('GRANT {APP_ROLE} TO %I', current_user); END IF; END $$",
+        f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_ROLE}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}",
+        # Tables created by later migrations (run by the same owner) get the same grants.
+        f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {APP_ROLE}",
+        f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {APP_ROLE}",
+    ]
+
+
+def tenant_rls_sql(table: str) -> list[str]:
+    """Row-level security on `org_id` for a tenant table: rows of other orgs are invisible and unwritable."""
+    return [
+        f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
+        f"CREATE POLICY tenant_isolation ON {table} USING {_VISIBLE} WITH CHECK {_VISIBLE}",
+    ]
+
+
+def append_only_rls_sql(table: str, columns_erasable: tuple[str, ...] = ()) -> list[str]:
+    """An append-only tenant table: read own org's rows, insert anywhere, never update or delete.
+
+    `columns_erasable` may still be set (to NULL, for GDPR erasure) through a column-level grant.
+    """
+    statements = [
+        f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
+        f"CREATE POLICY tenant_read ON {table} FOR SELECT USING {_VISIBLE}",
+        f"CREATE POLICY append ON {table} FOR INSERT WITH CHECK (true)",
+        f"REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM {APP_ROLE}",
+    ]
+    if columns_erasable:
+        cols = ", ".join(columns_erasable)
+        statements += [
+            f"GRANT UPDATE ({cols}) ON {table} TO {APP_ROLE}",
+            f"CREATE POLICY erase ON {table} FOR UPDATE USING {_VISIBLE} WITH CHECK {_VISIBLE}",
+        ]
+    return statements
