@@ -144,9 +144,13 @@ class Actor:
         return {**self.headers, "X-Organization-ID": str(org_id)}
 
 
-async def sign_up(http: httpx.AsyncClient, email: str, name: str = "Test User", password: str = PASSWORD) -> Actor:
+async def sign_up(
+    http: httpx.AsyncClient, email: str, name: str = "Test User", password: str = PASSWORD
+) -> Actor:
     """Register and sign in a user."""
-    created = await http.post("/api/v1/auth/register", json={"email": email, "password": password, "name": name})
+    created = await http.post(
+        "/api/v1/auth/register", json={"email": email, "password": password, "name": name}
+    )
     assert created.status_code == 201, created.text
     return await sign_in(http, email, password, created.json()["id"])
 
@@ -170,7 +174,9 @@ async def create_org(actor: Actor, slug: str, name: str | None = None) -> str:
 async def add_member(owner: Actor, org_id: str, member: Actor, role: str) -> None:
     """Add an existing user to an org with a role."""
     response = await owner.http.post(
-        f"/api/v1/organizations/{org_id}/members", json={"email": member.email, "role": role}, headers=owner.headers
+        f"/api/v1/organizations/{org_id}/members",
+        json={"email": member.email, "role": role},
+        headers=owner.headers,
     )
     assert response.status_code == 201, response.text
     assert response.json()["status"] == "added"

@@ -8,18 +8,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from raptorflow import __version__
-from raptorflow.config import Settings, settings_from_env
-from raptorflow.kit.cache import create_redis
-from raptorflow.kit.db import create_engine, session_factory
-from raptorflow.kit.logging import configure_logging, get_logger
-from raptorflow.kit.middleware import RequestContextMiddleware
-from raptorflow.kit.web import ORJSONResponse, install_problem_handlers
 from raptorflow.accounts import endpoints as accounts_endpoints
 from raptorflow.audit import endpoints as audit_endpoints
 from raptorflow.auth import endpoints as auth_endpoints
 from raptorflow.auth.oidc import ExternalTokenVerifier
 from raptorflow.auth.tokens import TokenIssuer
+from raptorflow.config import Settings, settings_from_env
+from raptorflow.kit.cache import create_redis
+from raptorflow.kit.db import create_engine, session_factory
+from raptorflow.kit.logging import configure_logging, get_logger
+from raptorflow.kit.middleware import RequestContextMiddleware
 from raptorflow.kit.ratelimit import Limiter, make_storage
+from raptorflow.kit.web import ORJSONResponse, install_problem_handlers
 from raptorflow.system.endpoints import router as system_router
 
 

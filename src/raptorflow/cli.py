@@ -9,7 +9,6 @@ from typing import Annotated, NoReturn, TypeVar
 
 import typer
 import uvicorn
-
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,8 +25,8 @@ from raptorflow.config import Registration, Settings, SettingsError, load_settin
 from raptorflow.kit import migrations
 from raptorflow.kit.db import create_engine, session_factory
 from raptorflow.kit.errors import RaptorFlowError
-from raptorflow.kit.ratelimit import Limiter, make_storage
 from raptorflow.kit.logging import configure_logging, get_logger
+from raptorflow.kit.ratelimit import Limiter, make_storage
 
 app = typer.Typer(help="RaptorFlow threat-intelligence platform.", no_args_is_help=True, add_completion=False)
 
@@ -156,7 +155,9 @@ def in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[
 def user_create(
     email: Annotated[str, typer.Option(help="Email address (the sign-in name).")],
     name: Annotated[str, typer.Option(help="Display name.")],
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
 ) -> None:
     """Create a built-in account (prompts for the password unless --password-stdin)."""
     settings = settings_or_exit()

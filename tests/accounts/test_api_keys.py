@@ -17,7 +17,9 @@ from tests.conftest import add_member, create_org, sign_up
 ORGS = "/api/v1/organizations"
 
 
-async def _key(client: httpx.AsyncClient, headers: dict[str, str], org_id: str, **body: Any) -> httpx.Response:
+async def _key(
+    client: httpx.AsyncClient, headers: dict[str, str], org_id: str, **body: Any
+) -> httpx.Response:
     return await client.post(f"{ORGS}/{org_id}/api-keys", json={"name": "siem", **body}, headers=headers)
 
 
@@ -53,10 +55,14 @@ async def test_key_authenticates_by_bearer_and_header_and_implies_its_org(client
     # The key's org only: another org's id is just "not found".
     assert (await client.get(f"{ORGS}/{other_org}", headers={"X-API-Key": secret})).status_code == 404
     # A different X-Organization-ID than the key's org is refused.
-    wrong = await client.get(f"{ORGS}/{org_id}/members", headers={"X-API-Key": secret, "X-Organization-ID": other_org})
+    wrong = await client.get(
+        f"{ORGS}/{org_id}/members", headers={"X-API-Key": secret, "X-Organization-ID": other_org}
+    )
     assert wrong.status_code == 403
     # Viewer keys cannot write; keys are not users.
-    assert (await client.patch(f"{ORGS}/{org_id}", json={"name": "x"}, headers={"X-API-Key": secret})).status_code == 403
+    assert (
+        await client.patch(f"{ORGS}/{org_id}", json={"name": "x"}, headers={"X-API-Key": secret})
+    ).status_code == 403
     assert (await client.get("/api/v1/users/me", headers={"X-API-Key": secret})).status_code == 403
 
 
@@ -73,7 +79,9 @@ async def test_revoked_expired_malformed_and_ip_bound_keys(client: httpx.AsyncCl
     owner = await sign_up(client, "k4@example.com")
     org_id = await create_org(owner, "keys4")
     created = (await _key(client, owner.headers, org_id)).json()
-    assert (await client.delete(f"{ORGS}/{org_id}/api-keys/{created['id']}", headers=owner.headers)).status_code == 204
+    assert (
+        await client.delete(f"{ORGS}/{org_id}/api-keys/{created['id']}", headers=owner.headers)
+    ).status_code == 204
     assert (await client.get(f"{ORGS}/{org_id}", headers={"X-API-Key": created["secret"]})).status_code == 401
     past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
     assert (await _key(client, owner.headers, org_id, expires_at=past)).status_code == 422

@@ -51,7 +51,9 @@ async def test_members_add_existing_user_and_invite_unknown_email(client: httpx.
     org_id = await create_org(owner, "team")
     await add_member(owner, org_id, existing, "editor")
     invited = await client.post(
-        f"{ORGS}/{org_id}/members", json={"email": "Newbie@Example.com", "role": "viewer"}, headers=owner.headers
+        f"{ORGS}/{org_id}/members",
+        json={"email": "Newbie@Example.com", "role": "viewer"},
+        headers=owner.headers,
     )
     assert invited.status_code == 201
     body = invited.json()
@@ -78,7 +80,9 @@ async def test_invitation_link_only_for_its_addressee(client: httpx.AsyncClient)
     org_id = await create_org(owner, "linked")
     stranger = await sign_up(client, "stranger@example.com")
     invited = await client.post(
-        f"{ORGS}/{org_id}/members", json={"email": "later@example.com", "role": "editor"}, headers=owner.headers
+        f"{ORGS}/{org_id}/members",
+        json={"email": "later@example.com", "role": "editor"},
+        headers=owner.headers,
     )
     token = invited.json()["invitation"]["accept_url"].split("token=")[1]
     refused = await client.post("/api/v1/invitations/accept", json={"token": token}, headers=stranger.headers)
@@ -118,8 +122,9 @@ async def test_role_rules(client: httpx.AsyncClient) -> None:
     remove_owner = await client.delete(f"{members}/{owner.user_id}", headers=admin.headers)
     assert remove_owner.status_code == 403
     # Unknown member → 404.
-    ghost = await client.patch(f"{members}/00000000-0000-7000-8000-000000000000", json={"role": "viewer"},
-                               headers=owner.headers)
+    ghost = await client.patch(
+        f"{members}/00000000-0000-7000-8000-000000000000", json={"role": "viewer"}, headers=owner.headers
+    )
     assert ghost.status_code == 404
 
 
@@ -128,11 +133,14 @@ async def test_transfer_ownership_then_leave(client: httpx.AsyncClient) -> None:
     heir = await sign_up(client, "heir@example.com")
     org_id = await create_org(owner, "dynasty")
     await add_member(owner, org_id, heir, "editor")
-    moved = await client.post(f"{ORGS}/{org_id}/transfer-ownership", json={"user_id": heir.user_id},
-                              headers=owner.headers)
+    moved = await client.post(
+        f"{ORGS}/{org_id}/transfer-ownership", json={"user_id": heir.user_id}, headers=owner.headers
+    )
     assert moved.status_code == 200 and moved.json()["role"] == "owner"
-    roles = {m["email"]: m["role"] for m in (await client.get(f"{ORGS}/{org_id}/members",
-                                                               headers=heir.headers)).json()["items"]}
+    roles = {
+        m["email"]: m["role"]
+        for m in (await client.get(f"{ORGS}/{org_id}/members", headers=heir.headers)).json()["items"]
+    }
     assert roles == {"o4@example.com": "admin", "heir@example.com": "owner"}
     assert (await client.post(f"{ORGS}/{org_id}/leave", headers=owner.headers)).status_code == 204
     assert (await client.get(f"{ORGS}/{org_id}", headers=owner.headers)).status_code == 404

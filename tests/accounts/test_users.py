@@ -22,14 +22,19 @@ async def test_profile_read_and_update(client: httpx.AsyncClient) -> None:
 async def test_password_change_revokes_other_sessions(client: httpx.AsyncClient) -> None:
     user = await sign_up(client, "u2@example.com")
     other = await sign_in(client, "u2@example.com")
-    wrong = await client.post(f"{ME}/password", json={"current_password": "nope-nope-nope", "new_password": "x" * 16},
-                              headers=user.headers)
+    wrong = await client.post(
+        f"{ME}/password",
+        json={"current_password": "nope-nope-nope", "new_password": "x" * 16},
+        headers=user.headers,
+    )
     assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == "current_password"
-    weak = await client.post(f"{ME}/password", json={"current_password": PASSWORD, "new_password": "short"},
-                             headers=user.headers)
+    weak = await client.post(
+        f"{ME}/password", json={"current_password": PASSWORD, "new_password": "short"}, headers=user.headers
+    )
     assert weak.status_code == 422 and weak.json()["errors"][0]["field"] == "new_password"
     changed = await client.post(
-        f"{ME}/password", json={"current_password": PASSWORD, "new_password": "a brand new passphrase"},
+        f"{ME}/password",
+        json={"current_password": PASSWORD, "new_password": "a brand new passphrase"},
         headers=user.headers,
     )
     assert changed.status_code == 204
@@ -37,8 +42,9 @@ async def test_password_change_revokes_other_sessions(client: httpx.AsyncClient)
     assert (await client.get(ME, headers=other.headers)).status_code == 401
     refresh = await client.post("/api/v1/auth/refresh", json={"refresh_token": other.tokens["refresh_token"]})
     assert refresh.status_code == 401
-    assert (await client.post("/api/v1/auth/token", data={"username": "u2@example.com", "password": PASSWORD})
-            ).status_code == 401
+    assert (
+        await client.post("/api/v1/auth/token", data={"username": "u2@example.com", "password": PASSWORD})
+    ).status_code == 401
     await sign_in(client, "u2@example.com", "a brand new passphrase")
 
 
@@ -77,19 +83,27 @@ async def test_delete_refused_while_sole_owner_with_members(client: httpx.AsyncC
     refused = await client.delete(ME, headers=owner.headers)
     assert refused.status_code == 409
     assert "shared" in refused.json()["detail"] and "solo" not in refused.json()["detail"]
-    transfer = await client.post(f"/api/v1/organizations/{shared}/transfer-ownership",
-                                 json={"user_id": member.user_id}, headers=owner.headers)
+    transfer = await client.post(
+        f"/api/v1/organizations/{shared}/transfer-ownership",
+        json={"user_id": member.user_id},
+        headers=owner.headers,
+    )
     assert transfer.status_code == 200
     assert (await client.delete(ME, headers=owner.headers)).status_code == 204
     # Signed out everywhere, cannot sign in, email free again, personal data gone from the member list.
     assert (await client.get(ME, headers=owner.headers)).status_code == 401
-    assert (await client.post("/api/v1/auth/token", data={"username": "u5@example.com", "password": PASSWORD})
-            ).status_code == 401
-    members = (await client.get(f"/api/v1/organizations/{shared}/members", headers=member.headers)).json()["items"]
+    assert (
+        await client.post("/api/v1/auth/token", data={"username": "u5@example.com", "password": PASSWORD})
+    ).status_code == 401
+    members = (await client.get(f"/api/v1/organizations/{shared}/members", headers=member.headers)).json()[
+        "items"
+    ]
     assert [m["email"] for m in members] == ["u5m@example.com"]
     # The org where they were alone went with them; the shared one stays with its new owner.
     assert (await client.get(f"/api/v1/organizations/{solo}", headers=member.headers)).status_code == 404
-    log = (await client.get(f"/api/v1/organizations/{shared}/audit-log", headers=member.headers)).json()["items"]
+    log = (await client.get(f"/api/v1/organizations/{shared}/audit-log", headers=member.headers)).json()[
+        "items"
+    ]
     assert any(e["actor_user_id"] == owner.user_id for e in log)
     assert all(e["ip"] is None for e in log if e["actor_user_id"] == owner.user_id)
     again = await sign_up(client, "u5@example.com")

@@ -25,15 +25,26 @@ async def test_actions_are_audited_with_context(client: httpx.AsyncClient) -> No
     member = await sign_up(client, "a1m@example.com")
     org_id = await create_org(owner, "audited")
     await add_member(owner, org_id, member, "viewer")
-    await client.patch(f"{ORGS}/{org_id}/members/{member.user_id}", json={"role": "editor"}, headers=owner.headers)
+    await client.patch(
+        f"{ORGS}/{org_id}/members/{member.user_id}", json={"role": "editor"}, headers=owner.headers
+    )
     key = (await client.post(f"{ORGS}/{org_id}/api-keys", json={"name": "k"}, headers=owner.headers)).json()
     await client.delete(f"{ORGS}/{org_id}/api-keys/{key['id']}", headers=owner.headers)
-    await client.patch(f"{ORGS}/{org_id}", json={"name": "Renamed"}, headers={**owner.headers, "User-Agent": "ua/1",
-                                                                           "X-Request-ID": "audit-req-0001"})
+    await client.patch(
+        f"{ORGS}/{org_id}",
+        json={"name": "Renamed"},
+        headers={**owner.headers, "User-Agent": "ua/1", "X-Request-ID": "audit-req-0001"},
+    )
     log = (await client.get(f"{ORGS}/{org_id}/audit-log", headers=owner.headers)).json()["items"]
     actions = [e["action"] for e in log]
-    assert actions == ["org.update", "api_key.revoke", "api_key.create", "member.role_change", "member.add",
-                       "org.create"]
+    assert actions == [
+        "org.update",
+        "api_key.revoke",
+        "api_key.create",
+        "member.role_change",
+        "member.add",
+        "org.create",
+    ]
     update = log[0]
     assert update["actor_user_id"] == owner.user_id
     assert update["request_id"] == "audit-req-0001"
@@ -52,22 +63,35 @@ async def test_audit_log_is_for_admins_and_filters_and_pages(client: httpx.Async
     for i in range(3):
         await client.post(f"{ORGS}/{org_id}/workspaces", json={"name": f"w{i}"}, headers=owner.headers)
     assert (await client.get(f"{ORGS}/{org_id}/audit-log", headers=editor.headers)).status_code == 403
-    only = (await client.get(f"{ORGS}/{org_id}/audit-log", params={"action": "workspace.create"},
-                             headers=owner.headers)).json()["items"]
+    only = (
+        await client.get(
+            f"{ORGS}/{org_id}/audit-log", params={"action": "workspace.create"}, headers=owner.headers
+        )
+    ).json()["items"]
     assert len(only) == 3
-    first = (await client.get(f"{ORGS}/{org_id}/audit-log", params={"limit": 2}, headers=owner.headers)).json()
-    second = (await client.get(f"{ORGS}/{org_id}/audit-log", params={"limit": 2, "cursor": first["next_cursor"]},
-                               headers=owner.headers)).json()
+    first = (
+        await client.get(f"{ORGS}/{org_id}/audit-log", params={"limit": 2}, headers=owner.headers)
+    ).json()
+    second = (
+        await client.get(
+            f"{ORGS}/{org_id}/audit-log",
+            params={"limit": 2, "cursor": first["next_cursor"]},
+            headers=owner.headers,
+        )
+    ).json()
     assert [e["seq"] for e in first["items"]] == [5, 4]
     assert [e["seq"] for e in second["items"]] == [3, 2]
-    naive = await client.get(f"{ORGS}/{org_id}/audit-log", params={"since": "2026-01-01T00:00:00"},
-                             headers=owner.headers)
+    naive = await client.get(
+        f"{ORGS}/{org_id}/audit-log", params={"since": "2026-01-01T00:00:00"}, headers=owner.headers
+    )
     assert naive.status_code == 422 and naive.json()["errors"][0]["field"] == "since"
 
 
 async def test_failed_sign_in_is_audited_even_though_it_fails(client: httpx.AsyncClient, app: Any) -> None:
     user = await sign_up(client, "a3@example.com")
-    response = await client.post("/api/v1/auth/token", data={"username": "a3@example.com", "password": "wrong" * 3})
+    response = await client.post(
+        "/api/v1/auth/token", data={"username": "a3@example.com", "password": "wrong" * 3}
+    )
     assert response.status_code == 401
     export = (await client.get("/api/v1/users/me/export", headers=user.headers)).json()
     # The failed attempt names the account as target, not as actor; read it from the database.
@@ -89,14 +113,22 @@ async def test_chain_detects_tampering(client: httpx.AsyncClient, app: Any) -> N
         assert all(r.ok for r in await verify_all(session))
     async with owner_engine.begin() as conn:
         await conn.execute(
-            text("UPDATE audit_log SET action = 'workspace.renamed' WHERE seq = 2 AND action = 'workspace.create'")
+            text(
+                "UPDATE audit_log SET action = 'workspace.renamed' "
+                "WHERE seq = 2 AND action = 'workspace.create'"
+            )
         )
     async with session_factory(owner_engine)() as session:
         broken = [r for r in await verify_all(session) if not r.ok]
     assert len(broken) == 1 and "entry 2" in (broken[0].problem or "")
     env = {**os.environ, "RAPTORFLOW_DATABASE_URL": app.state.settings.database_url}
-    result = subprocess.run([sys.executable, "-m", "raptorflow", "audit", "verify"], capture_output=True, text=True,
-                            env=env, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "raptorflow", "audit", "verify"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     await owner_engine.dispose()
     assert result.returncode == 1
     assert "BROKEN" in result.stdout

@@ -95,8 +95,12 @@ async def test_token_is_es256_with_required_claims(client: httpx.AsyncClient) ->
 
 async def test_wrong_password_and_unknown_email_look_the_same(client: httpx.AsyncClient) -> None:
     await sign_up(client, "frank@example.com")
-    wrong = await client.post("/api/v1/auth/token", data={"username": "frank@example.com", "password": "x" * 14})
-    unknown = await client.post("/api/v1/auth/token", data={"username": "nobody@example.com", "password": "x" * 14})
+    wrong = await client.post(
+        "/api/v1/auth/token", data={"username": "frank@example.com", "password": "x" * 14}
+    )
+    unknown = await client.post(
+        "/api/v1/auth/token", data={"username": "nobody@example.com", "password": "x" * 14}
+    )
     assert wrong.status_code == unknown.status_code == 401
     strip = lambda r: {k: v for k, v in r.json().items() if k != "request_id"}  # noqa: E731
     assert strip(wrong) == strip(unknown)
@@ -105,15 +109,23 @@ async def test_wrong_password_and_unknown_email_look_the_same(client: httpx.Asyn
 async def test_failed_sign_ins_are_throttled_per_account(client: httpx.AsyncClient) -> None:
     await sign_up(client, "gina@example.com")
     for _ in range(5):
-        response = await client.post("/api/v1/auth/token", data={"username": "gina@example.com", "password": "nope" * 4})
+        response = await client.post(
+            "/api/v1/auth/token", data={"username": "gina@example.com", "password": "nope" * 4}
+        )
         assert response.status_code == 401
-    blocked = await client.post("/api/v1/auth/token", data={"username": "gina@example.com", "password": PASSWORD})
+    blocked = await client.post(
+        "/api/v1/auth/token", data={"username": "gina@example.com", "password": PASSWORD}
+    )
     assert blocked.status_code == 429
     assert int(blocked.headers["retry-after"]) > 0
     # Unknown accounts are throttled the same way: the limit reveals nothing.
     for _ in range(5):
-        await client.post("/api/v1/auth/token", data={"username": "ghost@example.com", "password": "nope" * 4})
-    ghost = await client.post("/api/v1/auth/token", data={"username": "ghost@example.com", "password": "nope" * 4})
+        await client.post(
+            "/api/v1/auth/token", data={"username": "ghost@example.com", "password": "nope" * 4}
+        )
+    ghost = await client.post(
+        "/api/v1/auth/token", data={"username": "ghost@example.com", "password": "nope" * 4}
+    )
     assert ghost.status_code == 429
 
 
@@ -154,11 +166,15 @@ async def test_forged_tokens_are_refused(client: httpx.AsyncClient) -> None:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     # Algorithm confusion: HS256 "signed" with the public key.
-    import hmac
     import hashlib
+    import hmac
 
     signing_input = f"{_b64({'alg': 'HS256', 'typ': 'JWT', 'kid': jwks['keys'][0]['kid']})}.{payload}"
-    mac = base64.urlsafe_b64encode(hmac.new(pem, signing_input.encode(), hashlib.sha256).digest()).decode().rstrip("=")
+    mac = (
+        base64.urlsafe_b64encode(hmac.new(pem, signing_input.encode(), hashlib.sha256).digest())
+        .decode()
+        .rstrip("=")
+    )
     confused = f"{signing_input}.{mac}"
     for token in (tampered, none_alg, confused, "not-a-jwt"):
         response = await client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})

@@ -58,40 +58,66 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Not found (o
 
 def _user_out(user: User) -> UserOut:
     return UserOut(
-        id=user.id, email=user.email, name=user.name, is_anonymous=user.is_anonymous,
-        external=user.external_subject is not None, created_at=user.created_at, last_login_at=user.last_login_at,
+        id=user.id,
+        email=user.email,
+        name=user.name,
+        is_anonymous=user.is_anonymous,
+        external=user.external_subject is not None,
+        created_at=user.created_at,
+        last_login_at=user.last_login_at,
     )
 
 
 def _org_out(org: Organization, role: Role) -> OrganizationOut:
     return OrganizationOut(
-        id=org.id, name=org.name, slug=org.slug, created_at=org.created_at, updated_at=org.updated_at, role=role
+        id=org.id,
+        name=org.name,
+        slug=org.slug,
+        created_at=org.created_at,
+        updated_at=org.updated_at,
+        role=role,
     )
 
 
 def _member_out(membership: Membership, user: User) -> MemberOut:
     return MemberOut(
-        user_id=user.id, email=user.email, name=user.name, role=Role(membership.role), joined_at=membership.created_at
+        user_id=user.id,
+        email=user.email,
+        name=user.name,
+        role=Role(membership.role),
+        joined_at=membership.created_at,
     )
 
 
 def _invitation_out(invitation: Invitation, accept_url: str | None = None) -> InvitationOut:
     return InvitationOut(
-        id=invitation.id, email=invitation.email, role=Role(invitation.role), created_at=invitation.created_at,
-        expires_at=invitation.expires_at, accept_url=accept_url,
+        id=invitation.id,
+        email=invitation.email,
+        role=Role(invitation.role),
+        created_at=invitation.created_at,
+        expires_at=invitation.expires_at,
+        accept_url=accept_url,
     )
 
 
 def _workspace_out(w: Workspace) -> WorkspaceOut:
-    return WorkspaceOut(id=w.id, name=w.name, description=w.description, created_at=w.created_at,
-                        updated_at=w.updated_at)
+    return WorkspaceOut(
+        id=w.id, name=w.name, description=w.description, created_at=w.created_at, updated_at=w.updated_at
+    )
 
 
 def _key_out(key: ApiKey) -> dict[str, Any]:
     return {
-        "id": key.id, "name": key.name, "role": Role(key.role), "prefix": key.prefix, "created_by": key.created_by,
-        "created_at": key.created_at, "expires_at": key.expires_at, "allowed_ips": key.allowed_ips,
-        "last_used_at": key.last_used_at, "revoked_at": key.revoked_at,
+        "id": key.id,
+        "name": key.name,
+        "role": Role(key.role),
+        "prefix": key.prefix,
+        "created_by": key.created_by,
+        "created_at": key.created_at,
+        "expires_at": key.expires_at,
+        "allowed_ips": key.allowed_ips,
+        "last_used_at": key.last_used_at,
+        "revoked_at": key.revoked_at,
     }
 
 
@@ -134,14 +160,24 @@ async def my_sessions(principal: UserDep, session: SessionDep) -> Page[SessionOu
     """The caller's sessions, newest first."""
     rows = await UserService(session, principal).sessions()
     items = [
-        SessionOut(id=s.id, created_at=s.created_at, last_used_at=s.last_used_at, expires_at=s.expires_at,
-                   revoked_at=s.revoked_at, ip=s.ip, user_agent=s.user_agent, current=s.id == principal.session_id)
+        SessionOut(
+            id=s.id,
+            created_at=s.created_at,
+            last_used_at=s.last_used_at,
+            expires_at=s.expires_at,
+            revoked_at=s.revoked_at,
+            ip=s.ip,
+            user_agent=s.user_agent,
+            current=s.id == principal.session_id,
+        )
         for s in rows
     ]
     return Page[SessionOut](items=items, next_cursor=None)
 
 
-@users.delete("/sessions/{session_id}", status_code=204, responses=NOT_FOUND, summary="Revoke one of my sessions")
+@users.delete(
+    "/sessions/{session_id}", status_code=204, responses=NOT_FOUND, summary="Revoke one of my sessions"
+)
 async def revoke_my_session(session_id: uuid.UUID, principal: UserDep, session: SessionDep) -> Response:
     """Sign out one session."""
     await UserService(session, principal).revoke_session(session_id)
@@ -154,8 +190,12 @@ async def export_me(principal: UserDep, session: SessionDep) -> dict[str, Any]:
     return await UserService(session, principal).export()
 
 
-@users.delete("", status_code=204, responses={409: {"description": "Sole owner of an org with members"}},
-              summary="Delete my account (personal data anonymized)")
+@users.delete(
+    "",
+    status_code=204,
+    responses={409: {"description": "Sole owner of an org with members"}},
+    summary="Delete my account (personal data anonymized)",
+)
 async def delete_me(principal: UserDep, session: SessionDep) -> Response:
     """Erase the caller's account."""
     await UserService(session, principal).delete()
@@ -163,7 +203,9 @@ async def delete_me(principal: UserDep, session: SessionDep) -> Response:
 
 
 @invites.post("/accept", summary="Accept an invitation link")
-async def accept_invitation(body: InvitationAccept, principal: UserDep, session: SessionDep) -> MyOrganization:
+async def accept_invitation(
+    body: InvitationAccept, principal: UserDep, session: SessionDep
+) -> MyOrganization:
     """Join the organization an invitation (addressed to my email) names."""
     service = UserService(session, principal)
     user = await service.me()
@@ -178,8 +220,9 @@ async def accept_invitation(body: InvitationAccept, principal: UserDep, session:
 
 
 @orgs.post("", status_code=201, summary="Create an organization (you become its owner)")
-async def create_org(body: OrganizationCreate, principal: UserDep, session: SessionDep,
-                     response: Response) -> OrganizationOut:
+async def create_org(
+    body: OrganizationCreate, principal: UserDep, session: SessionDep, response: Response
+) -> OrganizationOut:
     """Create an organization."""
     org = await OrganizationService(session).create(principal, body)
     response.headers["Location"] = f"/api/v1/organizations/{org.id}"
@@ -224,8 +267,9 @@ async def delete_org(ctx: OrgDelete, session: SessionDep) -> Response:
 
 
 @orgs.get(ORG + "/members", responses=NOT_FOUND, summary="List members")
-async def list_members(ctx: MembersRead, session: SessionDep, limit: LimitParam = 100,
-                       cursor: CursorParam = None) -> Page[MemberOut]:
+async def list_members(
+    ctx: MembersRead, session: SessionDep, limit: LimitParam = 100, cursor: CursorParam = None
+) -> Page[MemberOut]:
     """Members with their roles."""
     rows = await MembershipRepository(session, ctx.org_id).members(page_after(decode_cursor(cursor)), limit)
     items = [_member_out(m, u) for m, u in rows]
@@ -234,7 +278,9 @@ async def list_members(ctx: MembersRead, session: SessionDep, limit: LimitParam 
 
 
 @orgs.post(ORG + "/members", status_code=201, responses=NOT_FOUND, summary="Add a member or invite an email")
-async def add_member(body: MemberAdd, ctx: MembersManage, session: SessionDep, request: Request) -> MemberAdded:
+async def add_member(
+    body: MemberAdd, ctx: MembersManage, session: SessionDep, request: Request
+) -> MemberAdded:
     """Existing users join at once; unknown emails get an invitation link."""
     service = OrganizationService(session)
     membership, invitation, link = await service.add_member(
@@ -248,8 +294,9 @@ async def add_member(body: MemberAdd, ctx: MembersManage, session: SessionDep, r
 
 
 @orgs.patch(ORG + "/members/{user_id}", responses=NOT_FOUND, summary="Change a member's role")
-async def change_member_role(user_id: uuid.UUID, body: MemberRoleUpdate, ctx: MembersManage,
-                             session: SessionDep) -> MemberOut:
+async def change_member_role(
+    user_id: uuid.UUID, body: MemberRoleUpdate, ctx: MembersManage, session: SessionDep
+) -> MemberOut:
     """Change a role (not your own; only owners touch owner)."""
     service = OrganizationService(session)
     membership = await service.change_role(ctx, user_id, body.role)
@@ -281,16 +328,21 @@ async def transfer_ownership(body: TransferOwnership, ctx: Transfer, session: Se
 
 
 @orgs.get(ORG + "/invitations", responses=NOT_FOUND, summary="Pending invitations")
-async def list_invitations(ctx: MembersManage, session: SessionDep, limit: LimitParam = 100,
-                           cursor: CursorParam = None) -> Page[InvitationOut]:
+async def list_invitations(
+    ctx: MembersManage, session: SessionDep, limit: LimitParam = 100, cursor: CursorParam = None
+) -> Page[InvitationOut]:
     """Open invitations."""
-    rows = list(await InvitationRepository(session, ctx.org_id).pending(page_after(decode_cursor(cursor)), limit,
-                                                                         utcnow()))
+    rows = list(
+        await InvitationRepository(session, ctx.org_id).pending(
+            page_after(decode_cursor(cursor)), limit, utcnow()
+        )
+    )
     return Page[InvitationOut](items=[_invitation_out(i) for i in rows], next_cursor=_next(rows, limit))
 
 
-@orgs.delete(ORG + "/invitations/{invitation_id}", status_code=204, responses=NOT_FOUND,
-             summary="Revoke an invitation")
+@orgs.delete(
+    ORG + "/invitations/{invitation_id}", status_code=204, responses=NOT_FOUND, summary="Revoke an invitation"
+)
 async def revoke_invitation(invitation_id: uuid.UUID, ctx: MembersManage, session: SessionDep) -> Response:
     """Withdraw an invitation."""
     await OrganizationService(session).revoke_invitation(ctx, invitation_id)
@@ -301,16 +353,18 @@ async def revoke_invitation(invitation_id: uuid.UUID, ctx: MembersManage, sessio
 
 
 @orgs.get(ORG + "/workspaces", responses=NOT_FOUND, summary="List workspaces")
-async def list_workspaces(ctx: WorkspacesRead, session: SessionDep, limit: LimitParam = 100,
-                          cursor: CursorParam = None) -> Page[WorkspaceOut]:
+async def list_workspaces(
+    ctx: WorkspacesRead, session: SessionDep, limit: LimitParam = 100, cursor: CursorParam = None
+) -> Page[WorkspaceOut]:
     """Workspaces of the org."""
     rows = list(await WorkspaceService(session, ctx).repo.list(page_after(decode_cursor(cursor)), limit))
     return Page[WorkspaceOut](items=[_workspace_out(w) for w in rows], next_cursor=_next(rows, limit))
 
 
 @orgs.post(ORG + "/workspaces", status_code=201, responses=NOT_FOUND, summary="Create a workspace")
-async def create_workspace(body: WorkspaceCreate, ctx: WorkspacesWrite, session: SessionDep,
-                           response: Response) -> WorkspaceOut:
+async def create_workspace(
+    body: WorkspaceCreate, ctx: WorkspacesWrite, session: SessionDep, response: Response
+) -> WorkspaceOut:
     """Create a workspace."""
     workspace = await WorkspaceService(session, ctx).create(body)
     response.headers["Location"] = f"/api/v1/organizations/{ctx.org_id}/workspaces/{workspace.id}"
@@ -324,14 +378,16 @@ async def get_workspace(workspace_id: uuid.UUID, ctx: WorkspacesRead, session: S
 
 
 @orgs.patch(ORG + "/workspaces/{workspace_id}", responses=NOT_FOUND, summary="Update a workspace")
-async def update_workspace(workspace_id: uuid.UUID, body: WorkspaceUpdate, ctx: WorkspacesWrite,
-                           session: SessionDep) -> WorkspaceOut:
+async def update_workspace(
+    workspace_id: uuid.UUID, body: WorkspaceUpdate, ctx: WorkspacesWrite, session: SessionDep
+) -> WorkspaceOut:
     """Rename or describe a workspace."""
     return _workspace_out(await WorkspaceService(session, ctx).update(workspace_id, body))
 
 
-@orgs.delete(ORG + "/workspaces/{workspace_id}", status_code=204, responses=NOT_FOUND,
-             summary="Delete a workspace")
+@orgs.delete(
+    ORG + "/workspaces/{workspace_id}", status_code=204, responses=NOT_FOUND, summary="Delete a workspace"
+)
 async def delete_workspace(workspace_id: uuid.UUID, ctx: WorkspacesWrite, session: SessionDep) -> Response:
     """Delete a workspace."""
     await WorkspaceService(session, ctx).delete(workspace_id)
@@ -342,16 +398,18 @@ async def delete_workspace(workspace_id: uuid.UUID, ctx: WorkspacesWrite, sessio
 
 
 @orgs.get(ORG + "/api-keys", responses=NOT_FOUND, summary="List API keys (admin)")
-async def list_api_keys(ctx: KeysManage, session: SessionDep, limit: LimitParam = 100,
-                        cursor: CursorParam = None) -> Page[ApiKeyOut]:
+async def list_api_keys(
+    ctx: KeysManage, session: SessionDep, limit: LimitParam = 100, cursor: CursorParam = None
+) -> Page[ApiKeyOut]:
     """Keys with prefix, role, creator and last use (never secrets)."""
     rows = list(await ApiKeyRepository(session, ctx.org_id).list(page_after(decode_cursor(cursor)), limit))
     return Page[ApiKeyOut](items=[ApiKeyOut(**_key_out(k)) for k in rows], next_cursor=_next(rows, limit))
 
 
 @orgs.post(ORG + "/api-keys", status_code=201, responses=NOT_FOUND, summary="Create an API key (admin)")
-async def create_api_key(body: ApiKeyCreate, ctx: KeysManage, session: SessionDep,
-                         response: Response) -> ApiKeyCreated:
+async def create_api_key(
+    body: ApiKeyCreate, ctx: KeysManage, session: SessionDep, response: Response
+) -> ApiKeyCreated:
     """Create a key; its secret is in this response only."""
     key, secret = await ApiKeyService(session, ctx).create(body)
     response.headers["Location"] = f"/api/v1/organizations/{ctx.org_id}/api-keys/{key.id}"

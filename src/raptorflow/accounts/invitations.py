@@ -27,7 +27,12 @@ async def _accept(session: AsyncSession, invitation: Invitation, user: User, ctx
     if await members.get(user.id) is None:
         await members.add(user.id, invitation.role)
         await audit.record(
-            session, ctx, "member.join", org_id=invitation.org_id, target_type="user", target_id=user.id,
+            session,
+            ctx,
+            "member.join",
+            org_id=invitation.org_id,
+            target_type="user",
+            target_id=user.id,
             details={"role": invitation.role, "invitation_id": str(invitation.id)},
         )
 

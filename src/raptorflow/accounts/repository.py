@@ -124,7 +124,9 @@ class InvitationRepository(TenantRepository):
 
     async def get(self, invitation_id: uuid.UUID) -> Invitation | None:
         """An invitation by id."""
-        return await self.session.scalar(self.scoped(select(Invitation).where(Invitation.id == invitation_id)))
+        return await self.session.scalar(
+            self.scoped(select(Invitation).where(Invitation.id == invitation_id))
+        )
 
     async def add(self, invitation: Invitation) -> None:
         """Insert an invitation."""

@@ -50,14 +50,21 @@ class OrganizationService:
         if principal.is_anonymous:
             raise Forbidden("Anonymous users cannot create organizations; sign up first.")
         if await self.orgs.slug_taken(body.slug):
-            raise Conflict(f"The slug {body.slug!r} is taken.", errors=[{"field": "slug", "message": "taken"}])
+            raise Conflict(
+                f"The slug {body.slug!r} is taken.", errors=[{"field": "slug", "message": "taken"}]
+            )
         org = Organization(id=new_id(), name=body.name, slug=body.slug)
         await self.orgs.add(org)
         await bind_org(self.session, org.id)
         await MembershipRepository(self.session, org.id).add(principal.user_id, Role.owner.value)
         await audit.record(
-            self.session, principal.audit(), "org.create", org_id=org.id, target_type="organization",
-            target_id=org.id, details={"slug": org.slug},
+            self.session,
+            principal.audit(),
+            "org.create",
+            org_id=org.id,
+            target_type="organization",
+            target_id=org.id,
+            details={"slug": org.slug},
         )
         return org
 
@@ -73,14 +80,21 @@ class OrganizationService:
         org = await self.get(ctx)
         changes = body.model_dump(exclude_unset=True, exclude_none=True)
         if "slug" in changes and await self.orgs.slug_taken(changes["slug"], other_than=org.id):
-            raise Conflict(f"The slug {changes['slug']!r} is taken.", errors=[{"field": "slug", "message": "taken"}])
+            raise Conflict(
+                f"The slug {changes['slug']!r} is taken.", errors=[{"field": "slug", "message": "taken"}]
+            )
         before = {k: getattr(org, k) for k in changes}
         for key, value in changes.items():
             setattr(org, key, value)
         org.updated_at = utcnow()
         await self.session.flush()
         await audit.record(
-            self.session, ctx.audit(), "org.update", org_id=org.id, target_type="organization", target_id=org.id,
+            self.session,
+            ctx.audit(),
+            "org.update",
+            org_id=org.id,
+            target_type="organization",
+            target_id=org.id,
             details={"before": before, "after": changes},
         )
         return org
@@ -89,7 +103,12 @@ class OrganizationService:
         """Delete an org and everything it owns (its audit chain is kept)."""
         org = await self.get(ctx)
         await audit.record(
-            self.session, ctx.audit(), "org.delete", org_id=org.id, target_type="organization", target_id=org.id,
+            self.session,
+            ctx.audit(),
+            "org.delete",
+            org_id=org.id,
+            target_type="organization",
+            target_id=org.id,
             details={"slug": org.slug},
         )
         await self.orgs.delete(org.id)
@@ -105,7 +124,7 @@ class OrganizationService:
     async def add_member(
         self, ctx: OrgContext, email: str, role: Role, public_url: str
     ) -> tuple[Membership | None, Invitation | None, str | None]:
-        """Add an existing user at once, or invite an unknown email; returns (membership, invitation, link)."""
+        """Add an existing user at once, or invite an unknown email: (membership, invitation, link)."""
         _may_grant(ctx, role)
         email = normalize_email(email)
         members = MembershipRepository(self.session, ctx.org_id)
@@ -115,8 +134,13 @@ class OrganizationService:
                 raise Conflict("This user is already a member.")
             membership = await members.add(user.id, role.value)
             await audit.record(
-                self.session, ctx.audit(), "member.add", org_id=ctx.org_id, target_type="user",
-                target_id=user.id, details={"role": role.value},
+                self.session,
+                ctx.audit(),
+                "member.add",
+                org_id=ctx.org_id,
+                target_type="user",
+                target_id=user.id,
+                details={"role": role.value},
             )
             return membership, None, None
         token = "rfi_" + random_token(24)
@@ -131,8 +155,13 @@ class OrganizationService:
         )
         await InvitationRepository(self.session, ctx.org_id).add(invitation)
         await audit.record(
-            self.session, ctx.audit(), "member.invite", org_id=ctx.org_id, target_type="invitation",
-            target_id=invitation.id, details={"role": role.value},
+            self.session,
+            ctx.audit(),
+            "member.invite",
+            org_id=ctx.org_id,
+            target_type="invitation",
+            target_id=invitation.id,
+            details={"role": role.value},
         )
         return None, invitation, f"{public_url.rstrip('/')}/invitations/accept?token={token}"
 
@@ -144,7 +173,11 @@ class OrganizationService:
         _may_grant(ctx, Role(invitation.role))
         invitation.revoked_at = utcnow()
         await audit.record(
-            self.session, ctx.audit(), "member.invite_revoke", org_id=ctx.org_id, target_type="invitation",
+            self.session,
+            ctx.audit(),
+            "member.invite_revoke",
+            org_id=ctx.org_id,
+            target_type="invitation",
             target_id=invitation.id,
         )
 
@@ -161,8 +194,13 @@ class OrganizationService:
         membership.role = role.value
         membership.updated_at = utcnow()
         await audit.record(
-            self.session, ctx.audit(), "member.role_change", org_id=ctx.org_id, target_type="user",
-            target_id=user_id, details={"from": current.value, "to": role.value},
+            self.session,
+            ctx.audit(),
+            "member.role_change",
+            org_id=ctx.org_id,
+            target_type="user",
+            target_id=user_id,
+            details={"from": current.value, "to": role.value},
         )
         return membership
 
@@ -176,8 +214,13 @@ class OrganizationService:
             await self._keep_an_owner(ctx)
         await MembershipRepository(self.session, ctx.org_id).remove(membership)
         await audit.record(
-            self.session, ctx.audit(), "member.remove", org_id=ctx.org_id, target_type="user",
-            target_id=user_id, details={"role": membership.role},
+            self.session,
+            ctx.audit(),
+            "member.remove",
+            org_id=ctx.org_id,
+            target_type="user",
+            target_id=user_id,
+            details={"role": membership.role},
         )
 
     async def leave(self, ctx: OrgContext) -> None:
@@ -189,7 +232,11 @@ class OrganizationService:
             await self._keep_an_owner(ctx)
         await MembershipRepository(self.session, ctx.org_id).remove(membership)
         await audit.record(
-            self.session, ctx.audit(), "member.leave", org_id=ctx.org_id, target_type="user",
+            self.session,
+            ctx.audit(),
+            "member.leave",
+            org_id=ctx.org_id,
+            target_type="user",
             target_id=ctx.principal.user_id,
         )
 
@@ -205,8 +252,13 @@ class OrganizationService:
         mine.role = Role.admin.value
         await self.session.flush()
         await audit.record(
-            self.session, ctx.audit(), "org.transfer_ownership", org_id=ctx.org_id, target_type="user",
-            target_id=user_id, details={"from_role": previous},
+            self.session,
+            ctx.audit(),
+            "org.transfer_ownership",
+            org_id=ctx.org_id,
+            target_type="user",
+            target_id=user_id,
+            details={"from_role": previous},
         )
         return target
 
@@ -241,12 +293,20 @@ class WorkspaceService:
     async def create(self, body: WorkspaceCreate) -> Workspace:
         """Create a workspace (names are unique in the org)."""
         if await self.repo.name_taken(body.name):
-            raise Conflict("A workspace with this name exists.", errors=[{"field": "name", "message": "taken"}])
-        workspace = Workspace(id=new_id(), org_id=self.ctx.org_id, name=body.name, description=body.description)
+            raise Conflict(
+                "A workspace with this name exists.", errors=[{"field": "name", "message": "taken"}]
+            )
+        workspace = Workspace(
+            id=new_id(), org_id=self.ctx.org_id, name=body.name, description=body.description
+        )
         await self.repo.add(workspace)
         await audit.record(
-            self.session, self.ctx.audit(), "workspace.create", org_id=self.ctx.org_id,
-            target_type="workspace", target_id=workspace.id,
+            self.session,
+            self.ctx.audit(),
+            "workspace.create",
+            org_id=self.ctx.org_id,
+            target_type="workspace",
+            target_id=workspace.id,
         )
         return workspace
 
@@ -255,7 +315,9 @@ class WorkspaceService:
         workspace = await self.get(workspace_id)
         changes = body.model_dump(exclude_unset=True, exclude_none=True)
         if "name" in changes and await self.repo.name_taken(changes["name"], other_than=workspace.id):
-            raise Conflict("A workspace with this name exists.", errors=[{"field": "name", "message": "taken"}])
+            raise Conflict(
+                "A workspace with this name exists.", errors=[{"field": "name", "message": "taken"}]
+            )
         for key, value in changes.items():
             setattr(workspace, key, value)
         workspace.updated_at = utcnow()
@@ -267,8 +329,12 @@ class WorkspaceService:
         workspace = await self.get(workspace_id)
         await self.repo.remove(workspace)
         await audit.record(
-            self.session, self.ctx.audit(), "workspace.delete", org_id=self.ctx.org_id,
-            target_type="workspace", target_id=workspace_id,
+            self.session,
+            self.ctx.audit(),
+            "workspace.delete",
+            org_id=self.ctx.org_id,
+            target_type="workspace",
+            target_id=workspace_id,
         )
 
 
@@ -300,8 +366,13 @@ class ApiKeyService:
         )
         await self.repo.add(key)
         await audit.record(
-            self.session, self.ctx.audit(), "api_key.create", org_id=self.ctx.org_id, target_type="api_key",
-            target_id=key.id, details={"role": key.role, "prefix": key.prefix},
+            self.session,
+            self.ctx.audit(),
+            "api_key.create",
+            org_id=self.ctx.org_id,
+            target_type="api_key",
+            target_id=key.id,
+            details={"role": key.role, "prefix": key.prefix},
         )
         return key, minted.secret
 
@@ -318,6 +389,10 @@ class ApiKeyService:
         if key.revoked_at is None:
             key.revoked_at = utcnow()
             await audit.record(
-                self.session, self.ctx.audit(), "api_key.revoke", org_id=self.ctx.org_id,
-                target_type="api_key", target_id=key.id,
+                self.session,
+                self.ctx.audit(),
+                "api_key.revoke",
+                org_id=self.ctx.org_id,
+                target_type="api_key",
+                target_id=key.id,
             )

@@ -50,7 +50,9 @@ class UserService:
         """Change the password and sign out every other session."""
         user = await self.me()
         if user.password_hash is None:
-            raise BadRequest("This account signs in through an external identity provider; it has no password.")
+            raise BadRequest(
+                "This account signs in through an external identity provider; it has no password."
+            )
         if not verify_password(user.password_hash, current):
             raise InvalidInput("current_password", "is not correct")
         reason = policy_violation(new, user.email)
@@ -60,9 +62,16 @@ class UserService:
             raise InvalidInput("new_password", "must differ from the current password")
         user.password_hash = hash_password(new)
         user.updated_at = utcnow()
-        await self.identity.revoke_sessions(user.id, utcnow(), "password-change", keep=self.principal.session_id)
-        await audit.record(self.session, self.principal.audit(), "user.password_change", target_type="user",
-                           target_id=user.id)
+        await self.identity.revoke_sessions(
+            user.id, utcnow(), "password-change", keep=self.principal.session_id
+        )
+        await audit.record(
+            self.session,
+            self.principal.audit(),
+            "user.password_change",
+            target_type="user",
+            target_id=user.id,
+        )
 
     async def organizations(self) -> list[tuple[Organization, str]]:
         """Orgs the caller belongs to, with the role."""
@@ -80,8 +89,13 @@ class UserService:
         if auth_session.revoked_at is None:
             auth_session.revoked_at = utcnow()
             auth_session.revoked_reason = "revoked-by-user"
-            await audit.record(self.session, self.principal.audit(), "auth.session_revoke",
-                               target_type="session", target_id=session_id)
+            await audit.record(
+                self.session,
+                self.principal.audit(),
+                "auth.session_revoke",
+                target_type="session",
+                target_id=session_id,
+            )
 
     async def export(self) -> dict[str, Any]:
         """Everything RaptorFlow holds about the caller, as JSON-ready data."""
@@ -90,8 +104,12 @@ class UserService:
         return {
             "exported_at": utcnow(),
             "profile": {
-                "id": user.id, "email": user.email, "name": user.name, "created_at": user.created_at,
-                "last_login_at": user.last_login_at, "external_issuer": user.external_issuer,
+                "id": user.id,
+                "email": user.email,
+                "name": user.name,
+                "created_at": user.created_at,
+                "last_login_at": user.last_login_at,
+                "external_issuer": user.external_issuer,
                 "external_subject": user.external_subject,
             },
             "organizations": [
@@ -99,13 +117,25 @@ class UserService:
                 for org, role in await self.organizations()
             ],
             "sessions": [
-                {"id": s.id, "created_at": s.created_at, "last_used_at": s.last_used_at, "ip": s.ip,
-                 "user_agent": s.user_agent, "revoked_at": s.revoked_at}
+                {
+                    "id": s.id,
+                    "created_at": s.created_at,
+                    "last_used_at": s.last_used_at,
+                    "ip": s.ip,
+                    "user_agent": s.user_agent,
+                    "revoked_at": s.revoked_at,
+                }
                 for s in await self.sessions()
             ],
             "activity": [
-                {"org_id": e.org_id if e.org_id != ACCOUNT_CHAIN else None, "action": e.action,
-                 "target_type": e.target_type, "target_id": e.target_id, "ip": e.ip, "created_at": e.created_at}
+                {
+                    "org_id": e.org_id if e.org_id != ACCOUNT_CHAIN else None,
+                    "action": e.action,
+                    "target_type": e.target_type,
+                    "target_id": e.target_id,
+                    "ip": e.ip,
+                    "created_at": e.created_at,
+                }
                 for e in entries
             ],
         }
@@ -131,9 +161,15 @@ class UserService:
         for org in owned:
             if counts[org.id][0] == 1:
                 await bind_org(self.session, org.id)
-                await audit.record(self.session, self.principal.audit(), "org.delete", org_id=org.id,
-                                   target_type="organization", target_id=org.id,
-                                   details={"reason": "owner-account-deleted"})
+                await audit.record(
+                    self.session,
+                    self.principal.audit(),
+                    "org.delete",
+                    org_id=org.id,
+                    target_type="organization",
+                    target_id=org.id,
+                    details={"reason": "owner-account-deleted"},
+                )
                 await self.orgs.delete(org.id)
         await self.orgs.remove_user_everywhere(user.id)
         await self.identity.revoke_sessions(user.id, utcnow(), "account-deleted")
@@ -146,6 +182,10 @@ class UserService:
         user.deleted_at = utcnow()
         user.updated_at = utcnow()
         await self.session.flush()
-        await audit.record(self.session, self.principal.audit().__class__(actor_user_id=user.id,
-                           request_id=self.principal.request_id), "user.delete", target_type="user",
-                           target_id=user.id)
+        await audit.record(
+            self.session,
+            self.principal.audit().__class__(actor_user_id=user.id, request_id=self.principal.request_id),
+            "user.delete",
+            target_type="user",
+            target_id=user.id,
+        )

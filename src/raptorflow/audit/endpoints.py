@@ -41,8 +41,13 @@ async def audit_log(
     if before is not None and not isinstance(before, int):
         raise InvalidInput("cursor", "not a cursor returned by this API")
     rows = await AuditRepository(session, ctx.org_id).page(
-        limit=limit, before_seq=before, action=action, actor_user_id=actor_user_id, target_id=target_id,
-        since=since, until=until,
+        limit=limit,
+        before_seq=before,
+        action=action,
+        actor_user_id=actor_user_id,
+        target_id=target_id,
+        since=since,
+        until=until,
     )
     items = [AuditEntryOut.model_validate(row, from_attributes=True) for row in rows]
     nxt = encode_cursor({"before": rows[-1].seq}) if len(rows) == limit else None

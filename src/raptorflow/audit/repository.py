@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from raptorflow.kit.db import dialect_name
 from raptorflow.kit.tenancy import cross_tenant
 from raptorflow.models import AuditEntry
 
@@ -22,7 +23,7 @@ class AuditRepository:
 
     async def lock_chain(self) -> None:
         """Serialize appends to this chain until the transaction ends (SQLite serializes writers itself)."""
-        if self.session.bind.dialect.name == "postgresql":
+        if dialect_name(self.session) == "postgresql":
             await self.session.execute(
                 text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": f"audit:{self.org_id}"}
             )
@@ -74,16 +75,16 @@ class AuditRepository:
     async def by_actor(self, user_id: uuid.UUID) -> Sequence[AuditEntry]:
         """Every entry a user caused, across chains (for their data export)."""
         async with cross_tenant(self.session):
-            stmt = select(AuditEntry).where(AuditEntry.actor_user_id == user_id).order_by(AuditEntry.created_at)
+            stmt = (
+                select(AuditEntry).where(AuditEntry.actor_user_id == user_id).order_by(AuditEntry.created_at)
+            )
             return (await self.session.scalars(stmt)).all()
 
     async def scrub_actor(self, user_id: uuid.UUID) -> None:
         """Drop the IP and user agent of a deleted user's entries (the chain keeps their digest)."""
         async with cross_tenant(self.session):
             await self.session.execute(
-                update(AuditEntry)
-                .where(AuditEntry.actor_user_id == user_id)
-                .values(ip=None, user_agent=None)
+                update(AuditEntry).where(AuditEntry.actor_user_id == user_id).values(ip=None, user_agent=None)
             )
 
 

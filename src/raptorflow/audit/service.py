@@ -107,9 +107,13 @@ async def verify_chain(session: AsyncSession, org_id: uuid.UUID) -> ChainReport:
     prev = GENESIS
     for expected_seq, row in enumerate(rows, start=1):
         if row.seq != expected_seq:
-            return ChainReport(org_id, len(rows), False, f"entry {expected_seq} is missing (found seq {row.seq})")
+            return ChainReport(
+                org_id, len(rows), False, f"entry {expected_seq} is missing (found seq {row.seq})"
+            )
         if row.prev_hash != prev:
-            return ChainReport(org_id, len(rows), False, f"entry {row.seq} does not follow entry {row.seq - 1}")
+            return ChainReport(
+                org_id, len(rows), False, f"entry {row.seq} does not follow entry {row.seq - 1}"
+            )
         if (row.ip is not None or row.user_agent is not None) and pii_digest(
             row.ip, row.user_agent
         ) != row.pii_digest:

@@ -74,7 +74,11 @@ async def _api_key_principal(request: Request, session: AsyncSession, secret: st
         await bind_org(session, key.org_id)
         await repo.touch_api_key(key.id, key.org_id, now)
     return Principal(
-        user_id=None, api_key_id=key.id, key_org_id=key.org_id, key_role=Role(key.role), **_base_principal(request)
+        user_id=None,
+        api_key_id=key.id,
+        key_org_id=key.org_id,
+        key_role=Role(key.role),
+        **_base_principal(request),
     )
 
 
@@ -85,7 +89,9 @@ async def _token_principal(request: Request, session: AsyncSession, token: str) 
         try:
             identity = await verifier.verify(token)
         except ExternalKeysUnavailable:
-            raise ServiceUnavailable("The identity provider's keys cannot be fetched; try again shortly.") from None
+            raise ServiceUnavailable(
+                "The identity provider's keys cannot be fetched; try again shortly."
+            ) from None
         except ExternalTokenInvalid as exc:
             raise Unauthorized(f"The token is not valid: {exc}.") from None
         base = _base_principal(request)
@@ -103,7 +109,10 @@ async def _token_principal(request: Request, session: AsyncSession, token: str) 
     if auth_session.revoked_at is not None or auth_session.expires_at <= utcnow():
         raise Unauthorized("The session has ended; sign in again.")
     return Principal(
-        user_id=user.id, session_id=auth_session.id, is_anonymous=user.is_anonymous, **_base_principal(request)
+        user_id=user.id,
+        session_id=auth_session.id,
+        is_anonymous=user.is_anonymous,
+        **_base_principal(request),
     )
 
 
@@ -146,11 +155,17 @@ def _parse_uuid(value: str) -> uuid.UUID | None:
         return None
 
 
-async def resolve_org(request: Request, session: AsyncSession, principal: Principal) -> tuple[uuid.UUID, Role]:
+async def resolve_org(
+    request: Request, session: AsyncSession, principal: Principal
+) -> tuple[uuid.UUID, Role]:
     """The org this request acts in (path `org_id` or X-Organization-ID) and the caller's role there."""
     path_value = request.path_params.get("org_id")
     header = request.headers.get(ORG_HEADER)
-    if header is not None and principal.key_org_id is not None and header.strip() != str(principal.key_org_id):
+    if (
+        header is not None
+        and principal.key_org_id is not None
+        and header.strip() != str(principal.key_org_id)
+    ):
         raise Forbidden("This API key belongs to another organization than X-Organization-ID names.")
     if path_value is not None:
         org_id = _parse_uuid(str(path_value))

@@ -18,12 +18,16 @@ wellknown = APIRouter(tags=["auth"])
 
 def _ctx(request: Request) -> AuditContext:
     return AuditContext(
-        ip=client_ip(request), user_agent=request.headers.get("user-agent"), request_id=request_id_of(request.scope)
+        ip=client_ip(request),
+        user_agent=request.headers.get("user-agent"),
+        request_id=request_id_of(request.scope),
     )
 
 
 @router.post("/register", status_code=201, dependencies=[PublicRoute], summary="Create a built-in account")
-async def register(body: RegisterIn, request: Request, response: Response, session: SessionDep) -> dict[str, Any]:
+async def register(
+    body: RegisterIn, request: Request, response: Response, session: SessionDep
+) -> dict[str, Any]:
     """Register with email, password and name."""
     user = await auth_service(request, session).register(body.email, body.password, body.name, _ctx(request))
     response.headers["Location"] = "/api/v1/users/me"

@@ -62,7 +62,7 @@ class _JwksCache:
         # PyJWKClient's own cache drops to a hard failure when a refetch fails, so it only fetches and
         # parses here; keeping the last good set is done below.
         self._client = jwt.PyJWKClient(
-            url, cache_jwk_set=False, timeout=30, headers={"User-Agent": _USER_AGENT}
+            url, cache_jwk_set=False, timeout=timeout_s, headers={"User-Agent": _USER_AGENT}
         )
         self._cache_seconds = cache_seconds
         self._lock = threading.Lock()

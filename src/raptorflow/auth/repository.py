@@ -55,7 +55,9 @@ class IdentityRepository:
 
     async def sessions_of(self, user_id: uuid.UUID) -> Sequence[AuthSession]:
         """A user's sessions, newest first."""
-        stmt = select(AuthSession).where(AuthSession.user_id == user_id).order_by(AuthSession.created_at.desc())
+        stmt = (
+            select(AuthSession).where(AuthSession.user_id == user_id).order_by(AuthSession.created_at.desc())
+        )
         return (await self.session.scalars(stmt)).all()
 
     async def revoke_sessions(

@@ -106,8 +106,12 @@ class AuthService:
         await self._throttle_check(email, ctx.ip)
         user = await self.repo.user_by_email(email)
         if not verify_password(user.password_hash if user else None, password) or user is None:
-            await self.limiter.hit(self.limiter.item(ACCOUNT_FAILURES), "signin-fail", "acct:" + sha256_hex(email))
-            await self.limiter.hit(self.limiter.item(IP_FAILURES), "signin-fail", "ip:" + (ctx.ip or "unknown"))
+            await self.limiter.hit(
+                self.limiter.item(ACCOUNT_FAILURES), "signin-fail", "acct:" + sha256_hex(email)
+            )
+            await self.limiter.hit(
+                self.limiter.item(IP_FAILURES), "signin-fail", "ip:" + (ctx.ip or "unknown")
+            )
             await audit.record(
                 self.session,
                 ctx,
@@ -116,10 +120,16 @@ class AuthService:
                 target_id=user.id if user else None,
             )
             raise SignInFailed("Incorrect email or password.")
-        await self.limiter.clear(self.limiter.item(ACCOUNT_FAILURES), "signin-fail", "acct:" + sha256_hex(email))
+        await self.limiter.clear(
+            self.limiter.item(ACCOUNT_FAILURES), "signin-fail", "acct:" + sha256_hex(email)
+        )
         result = await self.open_session(user, _as(ctx, user.id))
         await audit.record(
-            self.session, _as(ctx, user.id), "auth.sign_in", target_type="user", target_id=user.id,
+            self.session,
+            _as(ctx, user.id),
+            "auth.sign_in",
+            target_type="user",
+            target_id=user.id,
             details={"session_id": str(result.session_id)},
         )
         await invitations.accept_pending(self.session, user, _as(ctx, user.id))
@@ -141,12 +151,16 @@ class AuthService:
         user.last_login_at = now
         refresh = await self._new_refresh(auth_session.id)
         access, ttl = await self.issuer.issue(user.id, auth_session.id)
-        return SignInResult(TokenPair(access_token=access, refresh_token=refresh, expires_in=ttl), user.id, auth_session.id)
+        return SignInResult(
+            TokenPair(access_token=access, refresh_token=refresh, expires_in=ttl), user.id, auth_session.id
+        )
 
     async def _new_refresh(self, session_id: uuid.UUID) -> str:
         token = "rft_" + random_token(32)
         await self.repo.add(
-            RefreshToken(id=new_id(), session_id=session_id, token_hash=sha256_hex(token), created_at=utcnow())
+            RefreshToken(
+                id=new_id(), session_id=session_id, token_hash=sha256_hex(token), created_at=utcnow()
+            )
         )
         return token
 
@@ -163,8 +177,11 @@ class AuthService:
             auth_session.revoked_at = now
             auth_session.revoked_reason = "refresh-token-reuse"
             await audit.record(
-                self.session, _as(ctx, auth_session.user_id), "auth.refresh_reuse",
-                target_type="session", target_id=auth_session.id,
+                self.session,
+                _as(ctx, auth_session.user_id),
+                "auth.refresh_reuse",
+                target_type="session",
+                target_id=auth_session.id,
             )
             raise ReuseDetected("This refresh token was already used; the session has been revoked.")
         user = await self.repo.user(auth_session.user_id)
@@ -175,7 +192,9 @@ class AuthService:
         new_refresh = await self._new_refresh(auth_session.id)
         access, ttl = await self.issuer.issue(user.id, auth_session.id)
         return SignInResult(
-            TokenPair(access_token=access, refresh_token=new_refresh, expires_in=ttl), user.id, auth_session.id
+            TokenPair(access_token=access, refresh_token=new_refresh, expires_in=ttl),
+            user.id,
+            auth_session.id,
         )
 
     async def logout(self, token: str, ctx: AuditContext) -> None:
@@ -188,8 +207,11 @@ class AuthService:
             auth_session.revoked_at = utcnow()
             auth_session.revoked_reason = "logout"
             await audit.record(
-                self.session, _as(ctx, auth_session.user_id), "auth.sign_out",
-                target_type="session", target_id=auth_session.id,
+                self.session,
+                _as(ctx, auth_session.user_id),
+                "auth.sign_out",
+                target_type="session",
+                target_id=auth_session.id,
             )
 
     async def provision_external(self, identity: ExternalIdentity, ctx: AuditContext) -> User:
@@ -213,7 +235,11 @@ class AuthService:
         )
         await self.repo.add(user)
         await audit.record(
-            self.session, _as(ctx, user.id), "user.provision", target_type="user", target_id=user.id,
+            self.session,
+            _as(ctx, user.id),
+            "user.provision",
+            target_type="user",
+            target_id=user.id,
             details={"issuer": identity.issuer},
         )
         if email:

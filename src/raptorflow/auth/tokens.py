@@ -93,13 +93,15 @@ class TokenIssuer:
     def _to_key(self, row: SigningKey) -> _Key:
         private: ec.EllipticCurvePrivateKey | None = None
         try:
-            pem = unseal(row.private_key, self.secret_key, _SEAL_PURPOSE) if row.encrypted else row.private_key
-            if row.encrypted and not self.secret_key:
-                raise ValueError("sealed key without RAPTORFLOW_SECRET_KEY")
+            pem = row.private_key
+            if row.encrypted:
+                if not self.secret_key:
+                    raise ValueError("sealed key without RAPTORFLOW_SECRET_KEY")
+                pem = unseal(row.private_key, self.secret_key, _SEAL_PURPOSE)
             loaded = serialization.load_pem_private_key(pem.encode(), password=None)
-            assert isinstance(loaded, ec.EllipticCurvePrivateKey)
-            private = loaded
-        except Exception:  # noqa: BLE001 - a key we cannot unseal can still verify with its public half
+            if isinstance(loaded, ec.EllipticCurvePrivateKey):
+                private = loaded
+        except Exception:  # a key we cannot unseal (secret changed) still verifies with its public half
             private = None
         public = jwt.algorithms.ECAlgorithm.from_jwk(row.public_jwk)
         return _Key(row.kid, private, public, row.retired_at, dict(row.public_jwk))
@@ -140,7 +142,7 @@ class TokenIssuer:
         """Sign an access token (call `ensure_key` first, outside any write transaction)."""
         await self._fresh()
         key = next((k for k in self._keys.values() if k.private is not None and k.retired_at is None), None)
-        if key is None:
+        if key is None or key.private is None:
             raise RuntimeError("no signing key: ensure_key() must run before issuing tokens")
         now = int(time.time())
         claims = {

@@ -128,6 +128,11 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
 
 
+def dialect_name(session: AsyncSession) -> str:
+    """'postgresql' or 'sqlite': the database a session talks to."""
+    return session.get_bind().dialect.name
+
+
 async def ping(engine: AsyncEngine) -> None:
     """Run SELECT 1; raises when the database cannot be reached."""
     async with engine.connect() as conn:

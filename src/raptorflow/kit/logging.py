@@ -53,6 +53,16 @@ def _orjson_dumps(obj: Any, default: Any = None) -> str:
     return orjson.dumps(obj, default=default or str).decode()
 
 
+class _CurrentStderr:
+    """Writes to whatever sys.stderr is at the time of writing (it may be swapped after set-up)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(*, fmt: str = "json", level: str = "INFO") -> None:
     """Configure structlog (and the stdlib root logger) for this process."""
     renderer: Any
@@ -71,7 +81,7 @@ def configure_logging(*, fmt: str = "json", level: str = "INFO") -> None:
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     # Libraries that log through the stdlib go to stderr at WARNING and above.

@@ -13,10 +13,8 @@ from raptorflow.kit.errors import InvalidInput
 
 MAX_LIMIT = 1000
 
-LimitParam = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size (1–1000).")]
-CursorParam = Annotated[
-    str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
-]
+LimitParam = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size (1-1000).")]
+CursorParam = Annotated[str | None, Query(max_length=512, description="`next_cursor` of the previous page.")]
 
 
 def encode_cursor(values: dict[str, Any]) -> str:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from raptorflow.kit.db import dialect_name
+
+SelectT = TypeVar("SelectT", bound=Select)  # type: ignore[type-arg]
 
 # Tables whose policies use these settings are listed in the migrations.
 ORG_SETTING = "app.org_id"
@@ -17,14 +21,14 @@ SCOPE_SETTING = "app.scope"
 
 async def bind_org(session: AsyncSession, org_id: uuid.UUID) -> None:
     """Make `org_id` the tenant of this transaction (PostgreSQL RLS reads it; SQLite has no RLS)."""
-    if session.bind.dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         await session.execute(text("SELECT set_config(:k, :v, true)"), {"k": ORG_SETTING, "v": str(org_id)})
 
 
 @asynccontextmanager
 async def cross_tenant(session: AsyncSession) -> AsyncIterator[None]:
     """Let the enclosed queries see every org's rows (identity resolution only, never for user data)."""
-    postgres = session.bind.dialect.name == "postgresql"
+    postgres = dialect_name(session) == "postgresql"
     if postgres:
         await session.execute(text("SELECT set_config(:k, 'system', true)"), {"k": SCOPE_SETTING})
     try:
@@ -43,14 +47,15 @@ class TenantRepository:
         self.session = session
         self.org_id = org_id
 
-    def scoped(self, stmt: Select[Any]) -> Select[Any]:
+    def scoped(self, stmt: SelectT) -> SelectT:
         """Restrict a SELECT on `model` to this org."""
         return stmt.where(self.model.org_id == self.org_id)
 
 
 APP_ROLE = "raptorflow_app"
 _VISIBLE = (
-    f"(org_id::text = current_setting('{ORG_SETTING}', true) OR current_setting('{SCOPE_SETTING}', true) = 'system')"
+    f"(org_id::text = current_setting('{ORG_SETTING}', true)"
+    f" OR current_setting('{SCOPE_SETTING}', true) = 'system')"
 )
 
 
