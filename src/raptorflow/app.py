@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_endpoints.wellknown)
     app.include_router(accounts_endpoints.users)
     app.include_router(accounts_endpoints.invites)
+    app.include_router(accounts_endpoints.context)
     app.include_router(accounts_endpoints.orgs)
     app.include_router(audit_endpoints.router)
     return app

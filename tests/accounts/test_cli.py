@@ -16,25 +16,39 @@ RAPTORFLOW = [sys.executable, "-m", "raptorflow"]
 
 def _run(args: list[str], database_url: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAPTORFLOW_")}
-    env.update(RAPTORFLOW_DATABASE_URL=database_url, RAPTORFLOW_LOG_FORMAT="json", RAPTORFLOW_REGISTRATION="closed")
-    return subprocess.run([*RAPTORFLOW, *args], input=stdin, capture_output=True, text=True, env=env, timeout=120)
+    env.update(
+        RAPTORFLOW_DATABASE_URL=database_url, RAPTORFLOW_LOG_FORMAT="json", RAPTORFLOW_REGISTRATION="closed"
+    )
+    return subprocess.run(
+        [*RAPTORFLOW, *args], input=stdin, capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 async def test_operator_bootstraps_an_install(client: httpx.AsyncClient, app: Any) -> None:
     url = app.state.settings.database_url
-    made = _run(["user", "create", "--email", "Root@Example.com", "--name", "Root", "--password-stdin"], url,
-                stdin=PASSWORD + "\n")
+    made = _run(
+        ["user", "create", "--email", "Root@Example.com", "--name", "Root", "--password-stdin"],
+        url,
+        stdin=PASSWORD + "\n",
+    )
     assert made.returncode == 0, made.stderr
     user_id = made.stdout.strip()
-    weak = _run(["user", "create", "--email", "weak@example.com", "--name", "W", "--password-stdin"], url,
-                stdin="short\n")
+    weak = _run(
+        ["user", "create", "--email", "weak@example.com", "--name", "W", "--password-stdin"],
+        url,
+        stdin="short\n",
+    )
     assert weak.returncode == 1 and "password" in weak.stderr
-    org = _run(["org", "create", "--name", "Root Org", "--slug", "root-org", "--owner", "root@example.com"], url)
+    org = _run(
+        ["org", "create", "--name", "Root Org", "--slug", "root-org", "--owner", "root@example.com"], url
+    )
     assert org.returncode == 0, org.stderr
     org_id = org.stdout.strip()
     missing = _run(["org", "create", "--name", "X", "--slug", "x-org", "--owner", "ghost@example.com"], url)
     assert missing.returncode == 1 and "ghost@example.com" in missing.stderr
-    bad_slug = _run(["org", "create", "--name", "X", "--slug", "Bad Slug", "--owner", "root@example.com"], url)
+    bad_slug = _run(
+        ["org", "create", "--name", "X", "--slug", "Bad Slug", "--owner", "root@example.com"], url
+    )
     assert bad_slug.returncode == 2 and "slug" in bad_slug.stderr
 
     root = await sign_in(client, "root@example.com", PASSWORD, user_id)

@@ -198,3 +198,29 @@ async def test_sign_in_after_password_unchanged(client: httpx.AsyncClient) -> No
     await sign_up(client, "o8@example.com")
     again = await sign_in(client, "o8@example.com", PASSWORD)
     assert again.tokens["access_token"]
+
+
+async def test_org_context_header(client: httpx.AsyncClient) -> None:
+    owner = await sign_up(client, "ctx@example.com")
+    viewer = await sign_up(client, "ctxv@example.com")
+    org_id = await create_org(owner, "ctx")
+    await add_member(owner, org_id, viewer, "viewer")
+    missing = await client.get("/api/v1/whoami", headers=owner.headers)
+    assert missing.status_code == 400 and "X-Organization-ID" in missing.json()["detail"]
+    malformed = await client.get("/api/v1/whoami", headers={**owner.headers, "X-Organization-ID": "acme"})
+    assert malformed.status_code == 400
+    stranger = await sign_up(client, "ctxs@example.com")
+    not_member = await client.get("/api/v1/whoami", headers=stranger.in_org(org_id))
+    random_org = await client.get(
+        "/api/v1/whoami", headers=stranger.in_org("01900000-0000-7000-8000-000000000000")
+    )
+    assert not_member.status_code == random_org.status_code == 404
+    assert not_member.json()["detail"] == random_org.json()["detail"]
+    mine = (await client.get("/api/v1/whoami", headers=viewer.in_org(org_id))).json()
+    assert mine["role"] == "viewer" and mine["user_id"] == viewer.user_id
+    assert "org:read" in mine["permissions"] and "org:update" not in mine["permissions"]
+    key = await client.post(
+        f"{ORGS}/{org_id}/api-keys", json={"name": "k", "role": "editor"}, headers=owner.headers
+    )
+    as_key = (await client.get("/api/v1/whoami", headers={"X-API-Key": key.json()["secret"]})).json()
+    assert as_key["org_id"] == org_id and as_key["role"] == "editor" and as_key["user_id"] is None

@@ -37,7 +37,7 @@ def jwks_server() -> Iterator[tuple[str, _Jwks]]:
     state = _Jwks()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             if not state.up:
                 self.send_response(503)
                 self.end_headers()
@@ -69,7 +69,9 @@ def _token(state: _Jwks, issuer: str, **claims: Any) -> str:
 
 
 @pytest.fixture
-async def oidc_client(database_url: str, jwks_server: tuple[str, _Jwks], app: Any) -> AsyncIterator[httpx.AsyncClient]:
+async def oidc_client(
+    database_url: str, jwks_server: tuple[str, _Jwks], app: Any
+) -> AsyncIterator[httpx.AsyncClient]:
     issuer, _state = jwks_server
     external = create_app(
         make_settings(
@@ -102,7 +104,9 @@ async def test_first_token_provisions_the_user_once(
     )
     assert again.json()["id"] == first.json()["id"]
     created = await oidc_client.post(
-        "/api/v1/organizations", json={"name": "Ext", "slug": "ext-org"}, headers={"Authorization": f"Bearer {token}"}
+        "/api/v1/organizations",
+        json={"name": "Ext", "slug": "ext-org"},
+        headers={"Authorization": f"Bearer {token}"},
     )
     assert created.status_code == 201
 
@@ -112,7 +116,10 @@ async def test_claims_grant_no_role(oidc_client: httpx.AsyncClient, jwks_server:
     owner = await sign_up(oidc_client, "real-owner@example.com")
     org_id = await create_org(owner, "guarded")
     token = _token(
-        state, issuer, role="service_role", app_metadata={"role": "owner", "orgs": [org_id]},
+        state,
+        issuer,
+        role="service_role",
+        app_metadata={"role": "owner", "orgs": [org_id]},
         user_metadata={"is_admin": True},
     )
     headers = {"Authorization": f"Bearer {token}"}
@@ -126,28 +133,43 @@ async def test_anonymous_users_cannot_create_organizations(
     issuer, state = jwks_server
     headers = {"Authorization": f"Bearer {_token(state, issuer, is_anonymous=True)}"}
     assert (await oidc_client.get("/api/v1/users/me", headers=headers)).json()["is_anonymous"] is True
-    refused = await oidc_client.post("/api/v1/organizations", json={"name": "A", "slug": "anon"}, headers=headers)
+    refused = await oidc_client.post(
+        "/api/v1/organizations", json={"name": "A", "slug": "anon"}, headers=headers
+    )
     assert refused.status_code == 403
 
 
-async def test_bad_external_tokens_are_401(oidc_client: httpx.AsyncClient, jwks_server: tuple[str, _Jwks]) -> None:
+async def test_bad_external_tokens_are_401(
+    oidc_client: httpx.AsyncClient, jwks_server: tuple[str, _Jwks]
+) -> None:
     issuer, state = jwks_server
     for token in (
         _token(state, issuer, aud="someone-else"),
         _token(state, issuer, exp=int(time.time()) - 3600),
-        jwt.encode({"iss": issuer, "aud": AUDIENCE, "sub": "x", "iat": 1, "exp": 2**31}, "wrong-secret-" * 4,
-                   algorithm="HS256"),
+        jwt.encode(
+            {"iss": issuer, "aud": AUDIENCE, "sub": "x", "iat": 1, "exp": 2**31},
+            "wrong-secret-" * 4,
+            algorithm="HS256",
+        ),
     ):
         response = await oidc_client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 401, token
 
 
-async def test_legacy_hs256_secret_is_accepted(oidc_client: httpx.AsyncClient, jwks_server: tuple[str, _Jwks]) -> None:
+async def test_legacy_hs256_secret_is_accepted(
+    oidc_client: httpx.AsyncClient, jwks_server: tuple[str, _Jwks]
+) -> None:
     issuer, _state = jwks_server
     now = int(time.time())
     token = jwt.encode(
-        {"iss": issuer, "aud": AUDIENCE, "sub": str(uuid.uuid4()), "iat": now, "exp": now + 60,
-         "email": "legacy@example.com"},
+        {
+            "iss": issuer,
+            "aud": AUDIENCE,
+            "sub": str(uuid.uuid4()),
+            "iat": now,
+            "exp": now + 60,
+            "email": "legacy@example.com",
+        },
         HS_SECRET,
         algorithm="HS256",
     )
@@ -163,7 +185,8 @@ async def test_invitation_accepted_on_first_external_sign_in(
     owner = await sign_up(oidc_client, "inviter@example.com")
     org_id = await create_org(owner, "invites-ext")
     invited = await oidc_client.post(
-        f"/api/v1/organizations/{org_id}/members", json={"email": "ext-user@example.com", "role": "editor"},
+        f"/api/v1/organizations/{org_id}/members",
+        json={"email": "ext-user@example.com", "role": "editor"},
         headers=owner.headers,
     )
     assert invited.json()["status"] == "invited"
@@ -176,12 +199,18 @@ async def test_no_keys_at_all_is_503(database_url: str, app: Any) -> None:
     # Nothing listens on port 1: the provider's keys can never be fetched.
     issuer = "http://127.0.0.1:1/auth/v1"
     external = create_app(
-        make_settings(database_url, oidc_issuer=issuer, oidc_jwks_url=issuer + "/jwks", oidc_audience=AUDIENCE)
+        make_settings(
+            database_url, oidc_issuer=issuer, oidc_jwks_url=issuer + "/jwks", oidc_audience=AUDIENCE
+        )
     )
     private = ec.generate_private_key(ec.SECP256R1())
     now = int(time.time())
-    token = jwt.encode({"iss": issuer, "aud": AUDIENCE, "sub": "s", "iat": now, "exp": now + 60}, private,
-                       algorithm="ES256", headers={"kid": "k"})
+    token = jwt.encode(
+        {"iss": issuer, "aud": AUDIENCE, "sub": "s", "iat": now, "exp": now + 60},
+        private,
+        algorithm="ES256",
+        headers={"kid": "k"},
+    )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=external), base_url="http://t") as http:
         response = await http.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
     await external.state.engine.dispose()

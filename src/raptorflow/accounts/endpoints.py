@@ -34,6 +34,7 @@ from raptorflow.accounts.schemas import (
     TransferOwnership,
     UserOut,
     UserUpdate,
+    WhoAmI,
     WorkspaceCreate,
     WorkspaceOut,
     WorkspaceUpdate,
@@ -41,7 +42,7 @@ from raptorflow.accounts.schemas import (
 from raptorflow.accounts.service import ApiKeyService, OrganizationService, WorkspaceService
 from raptorflow.accounts.users import UserService
 from raptorflow.auth.deps import UserDep, require
-from raptorflow.auth.permissions import Permission, Role
+from raptorflow.auth.permissions import Permission, Role, allows
 from raptorflow.auth.principal import OrgContext
 from raptorflow.kit.db import utcnow
 from raptorflow.kit.deps import SessionDep
@@ -51,6 +52,7 @@ from raptorflow.models import ApiKey, Invitation, Membership, Organization, User
 users = APIRouter(prefix="/api/v1/users/me", tags=["users"])
 orgs = APIRouter(prefix="/api/v1/organizations", tags=["organizations"])
 invites = APIRouter(prefix="/api/v1/invitations", tags=["organizations"])
+context = APIRouter(prefix="/api/v1", tags=["organizations"])
 ORG = "/{org_id}"
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Not found (or not yours)"}}
@@ -214,6 +216,21 @@ async def accept_invitation(
         if org.id == invitation.org_id:
             return MyOrganization(id=org.id, name=org.name, slug=org.slug, role=Role(role))
     raise AssertionError("accepted invitation without membership")
+
+
+@context.get(
+    "/whoami", responses=NOT_FOUND, summary="The caller, the org of X-Organization-ID, role, permissions"
+)
+async def whoami(ctx: Annotated[OrgContext, require(Permission.org_read)]) -> WhoAmI:
+    """Who is calling, in which org, with which role and permissions (for UIs and integrations)."""
+    principal = ctx.principal
+    return WhoAmI(
+        user_id=principal.user_id,
+        api_key_id=principal.api_key_id,
+        org_id=ctx.org_id,
+        role=ctx.role,
+        permissions=sorted(p.value for p in Permission if allows(ctx.role, p)),
+    )
 
 
 # --- organizations -------------------------------------------------------------------------------

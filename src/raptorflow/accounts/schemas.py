@@ -67,6 +67,16 @@ class SessionOut(BaseModel):
     current: bool
 
 
+class WhoAmI(BaseModel):
+    """The caller in an org context."""
+
+    user_id: uuid.UUID | None
+    api_key_id: uuid.UUID | None
+    org_id: uuid.UUID
+    role: Role
+    permissions: list[str]
+
+
 class OrganizationCreate(Input):
     """A new organization; its creator becomes the owner."""
 
