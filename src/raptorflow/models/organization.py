@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from raptorflow.kit.db import Base, IdMixin, TimestampMixin
+from raptorflow.kit.db import Base, IdMixin, JSONType, TimestampMixin
 
 ROLE_CHECK = "role IN ('viewer', 'editor', 'admin', 'owner')"
 
@@ -20,6 +21,8 @@ class Organization(IdMixin, TimestampMixin, Base):
 
     name: Mapped[str] = mapped_column(String(200))
     slug: Mapped[str] = mapped_column(String(63), unique=True)
+    # Org-level preferences, e.g. {"half_life_days": {"ipv4": 14}} for score decay.
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
 
 
 class Membership(IdMixin, TimestampMixin, Base):
