@@ -41,5 +41,9 @@ test: lint
 fuzz: $(VENV)/.installed-dev
 	RAPTORFLOW_FUZZ_EXAMPLES=500 $(BIN)/pytest tests/test_fuzz.py $(PYTEST_ARGS)
 
+bench: $(VENV)/.installed-dev
+	@command -v wrk >/dev/null || (apt-get install -y wrk >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y wrk >/dev/null))
+	$(BIN)/python bench/run.py $(ARGS)
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -11,9 +11,20 @@ from raptorflow import __version__
 from raptorflow.accounts import endpoints as accounts_endpoints
 from raptorflow.audit import endpoints as audit_endpoints
 from raptorflow.auth import endpoints as auth_endpoints
+from raptorflow.auth.keycache import ApiKeyCache
 from raptorflow.auth.oidc import ExternalTokenVerifier
 from raptorflow.auth.tokens import TokenIssuer
 from raptorflow.config import Settings, settings_from_env
+from raptorflow.intel.actors import endpoints as actor_endpoints
+from raptorflow.intel.attack import endpoints as attack_endpoints
+from raptorflow.intel.campaigns import endpoints as campaign_endpoints
+from raptorflow.intel.indicators import endpoints as indicator_endpoints
+from raptorflow.intel.lookup import endpoints as lookup_endpoints
+from raptorflow.intel.projects import endpoints as project_endpoints
+from raptorflow.intel.relationships import endpoints as relationship_endpoints
+from raptorflow.intel.reports import endpoints as report_endpoints
+from raptorflow.intel.sightings import endpoints as sighting_endpoints
+from raptorflow.intel.vulnerabilities import endpoints as vulnerability_endpoints
 from raptorflow.kit.cache import create_redis
 from raptorflow.kit.db import create_engine, session_factory
 from raptorflow.kit.logging import configure_logging, get_logger
@@ -61,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.redis = (
         create_redis(settings.redis_url, timeout_ms=settings.redis_timeout_ms) if settings.redis_url else None
     )
+    app.state.api_key_cache = ApiKeyCache(app.state.redis)
     app.state.limiter = Limiter(make_storage(settings.redis_url, timeout_ms=settings.redis_timeout_ms))
     app.state.token_issuer = TokenIssuer(
         app.state.session_factory,
@@ -89,6 +101,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(accounts_endpoints.context)
     app.include_router(accounts_endpoints.orgs)
     app.include_router(audit_endpoints.router)
+    app.include_router(attack_endpoints.router)
+    app.include_router(actor_endpoints.router)
+    app.include_router(campaign_endpoints.router)
+    app.include_router(vulnerability_endpoints.router)
+    app.include_router(report_endpoints.router)
+    app.include_router(indicator_endpoints.router)
+    app.include_router(lookup_endpoints.router)
+    app.include_router(project_endpoints.router)
+    app.include_router(relationship_endpoints.router)
+    app.include_router(relationship_endpoints.graph)
+    app.include_router(sighting_endpoints.router)
     return app
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, NoReturn, TypeVar
 
 import typer
@@ -22,6 +24,8 @@ from raptorflow.auth.repository import IdentityRepository
 from raptorflow.auth.service import AuthService, normalize_email
 from raptorflow.auth.tokens import TokenIssuer, rotate_keys
 from raptorflow.config import Registration, Settings, SettingsError, load_settings
+from raptorflow.intel.attack import loader as attack_loader
+from raptorflow.intel.attack import service as attack_service
 from raptorflow.kit import migrations
 from raptorflow.kit.db import create_engine, session_factory
 from raptorflow.kit.errors import RaptorFlowError
@@ -119,10 +123,12 @@ user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 org_app = typer.Typer(help="Manage organizations.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage token-signing keys.", no_args_is_help=True)
 audit_app = typer.Typer(help="Audit log tools.", no_args_is_help=True)
+attack_app = typer.Typer(help="MITRE ATT&CK catalog.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(org_app, name="org")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
+app.add_typer(attack_app, name="attack")
 
 CLI_CONTEXT = AuditContext(user_agent="raptorflow-cli")
 T = TypeVar("T")
@@ -234,6 +240,38 @@ def audit_verify() -> None:
     if broken:
         raise typer.Exit(1)
     typer.echo(f"{len(reports)} chains verified", err=True)
+
+
+@attack_app.command("sync")
+def attack_sync(
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", help="A STIX bundle, .json or .json.gz (gzip detected by content)."),
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option("--url", help="Download the bundle from this http(s) URL.")
+    ] = None,
+) -> None:
+    """Load or refresh the ATT&CK catalog from a STIX 2.0/2.1 bundle (idempotent)."""
+    if (file is None) == (url is None):
+        fail("pass exactly one of --file PATH or --url URL (e.g. --file enterprise-attack.json.gz)")
+    settings = settings_or_exit()
+    started = time.perf_counter()
+    # Read and parse before touching the database: a bad file or URL changes nothing.
+    try:
+        data = attack_loader.read_file(file) if file is not None else attack_loader.fetch_url(str(url))
+        bundle = attack_loader.parse_bundle(data)
+    except RaptorFlowError as exc:
+        fail(exc.detail, 1)
+    del data  # the raw bundle (tens of MB) is not needed once parsed
+    prepare_database(settings)
+
+    async def work(session: AsyncSession) -> attack_service.SyncSummary:
+        return await attack_service.sync_bundle(session, bundle)
+
+    summary = in_transaction(settings, work)
+    typer.echo(summary.line())
+    typer.echo(f"loaded in {time.perf_counter() - started:.1f}s", err=True)
 
 
 @app.command()

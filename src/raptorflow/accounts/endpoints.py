@@ -198,9 +198,9 @@ async def export_me(principal: UserDep, session: SessionDep) -> dict[str, Any]:
     responses={409: {"description": "Sole owner of an org with members"}},
     summary="Delete my account (personal data anonymized)",
 )
-async def delete_me(principal: UserDep, session: SessionDep) -> Response:
+async def delete_me(principal: UserDep, session: SessionDep, request: Request) -> Response:
     """Erase the caller's account."""
-    await UserService(session, principal).delete()
+    await UserService(session, principal, request.app.state.api_key_cache).delete()
     return Response(status_code=204)
 
 
@@ -277,9 +277,9 @@ async def update_org(body: OrganizationUpdate, ctx: OrgUpdate, session: SessionD
 
 
 @orgs.delete(ORG, status_code=204, responses=NOT_FOUND, summary="Delete an organization and its data (owner)")
-async def delete_org(ctx: OrgDelete, session: SessionDep) -> Response:
+async def delete_org(ctx: OrgDelete, session: SessionDep, request: Request) -> Response:
     """Delete the organization."""
-    await OrganizationService(session).delete(ctx)
+    await OrganizationService(session, request.app.state.api_key_cache).delete(ctx)
     return Response(status_code=204)
 
 
@@ -374,7 +374,7 @@ async def list_workspaces(
     ctx: WorkspacesRead, session: SessionDep, limit: LimitParam = 100, cursor: CursorParam = None
 ) -> Page[WorkspaceOut]:
     """Workspaces of the org."""
-    rows = list(await WorkspaceService(session, ctx).repo.list(page_after(decode_cursor(cursor)), limit))
+    rows = list(await WorkspaceService(session, ctx).repo.page(page_after(decode_cursor(cursor)), limit))
     return Page[WorkspaceOut](items=[_workspace_out(w) for w in rows], next_cursor=_next(rows, limit))
 
 
@@ -419,7 +419,7 @@ async def list_api_keys(
     ctx: KeysManage, session: SessionDep, limit: LimitParam = 100, cursor: CursorParam = None
 ) -> Page[ApiKeyOut]:
     """Keys with prefix, role, creator and last use (never secrets)."""
-    rows = list(await ApiKeyRepository(session, ctx.org_id).list(page_after(decode_cursor(cursor)), limit))
+    rows = list(await ApiKeyRepository(session, ctx.org_id).page(page_after(decode_cursor(cursor)), limit))
     return Page[ApiKeyOut](items=[ApiKeyOut(**_key_out(k)) for k in rows], next_cursor=_next(rows, limit))
 
 
@@ -440,7 +440,9 @@ async def get_api_key(key_id: uuid.UUID, ctx: KeysManage, session: SessionDep) -
 
 
 @orgs.delete(ORG + "/api-keys/{key_id}", status_code=204, responses=NOT_FOUND, summary="Revoke an API key")
-async def revoke_api_key(key_id: uuid.UUID, ctx: KeysManage, session: SessionDep) -> Response:
+async def revoke_api_key(
+    key_id: uuid.UUID, ctx: KeysManage, session: SessionDep, request: Request
+) -> Response:
     """Revoke a key."""
-    await ApiKeyService(session, ctx).revoke(key_id)
+    await ApiKeyService(session, ctx, request.app.state.api_key_cache).revoke(key_id)
     return Response(status_code=204)

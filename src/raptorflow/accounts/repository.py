@@ -157,7 +157,7 @@ class WorkspaceRepository(TenantRepository):
 
     model = Workspace
 
-    async def list(self, after: uuid.UUID | None, limit: int) -> Sequence[Workspace]:
+    async def page(self, after: uuid.UUID | None, limit: int) -> Sequence[Workspace]:
         """Workspaces by id."""
         stmt = self.scoped(select(Workspace))
         if after is not None:
@@ -191,12 +191,18 @@ class ApiKeyRepository(TenantRepository):
 
     model = ApiKey
 
-    async def list(self, after: uuid.UUID | None, limit: int) -> Sequence[ApiKey]:
+    async def page(self, after: uuid.UUID | None, limit: int) -> Sequence[ApiKey]:
         """Keys by id."""
         stmt = self.scoped(select(ApiKey))
         if after is not None:
             stmt = stmt.where(ApiKey.id > after)
         return (await self.session.scalars(stmt.order_by(ApiKey.id).limit(limit))).all()
+
+    async def prefixes(self) -> list[str]:
+        """Lookup prefixes of every key of the org."""
+        return list(
+            (await self.session.scalars(select(ApiKey.prefix).where(ApiKey.org_id == self.org_id))).all()
+        )
 
     async def get(self, key_id: uuid.UUID) -> ApiKey | None:
         """A key by id."""

@@ -23,12 +23,14 @@ from raptorflow.accounts.schemas import (
 )
 from raptorflow.audit import service as audit
 from raptorflow.auth import apikeys
+from raptorflow.auth.keycache import ApiKeyCache
 from raptorflow.auth.permissions import Role
 from raptorflow.auth.principal import OrgContext, Principal
 from raptorflow.auth.repository import IdentityRepository
 from raptorflow.auth.service import normalize_email
 from raptorflow.kit.crypto import random_token, sha256_hex
 from raptorflow.kit.db import new_id, utcnow
+from raptorflow.kit.deps import after_commit
 from raptorflow.kit.errors import BadRequest, Conflict, Forbidden, InvalidInput, NotFound
 from raptorflow.kit.tenancy import bind_org
 from raptorflow.models import ApiKey, Invitation, Membership, Organization, User, Workspace
@@ -39,9 +41,10 @@ INVITATION_TTL = timedelta(days=14)
 class OrganizationService:
     """Organizations and their members; never commits."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, key_cache: ApiKeyCache | None = None) -> None:
         self.session = session
         self.orgs = OrganizationRepository(session)
+        self.key_cache = key_cache
 
     async def create(self, principal: Principal, body: OrganizationCreate) -> Organization:
         """Create an org; its creator becomes the owner."""
@@ -111,6 +114,7 @@ class OrganizationService:
             target_id=org.id,
             details={"slug": org.slug},
         )
+        await forget_org_keys(self.session, self.key_cache, org.id)
         await self.orgs.delete(org.id)
 
     async def member_view(self, ctx: OrgContext, user_id: uuid.UUID) -> tuple[Membership, User]:
@@ -267,6 +271,23 @@ class OrganizationService:
             raise Conflict("An organization must keep at least one owner; transfer ownership first.")
 
 
+def _forget_after_commit(session: AsyncSession, cache: ApiKeyCache | None, prefixes: list[str]) -> None:
+    """Drop cached API keys once the change is committed (a re-cache in between lives ≤ TTL_S)."""
+    if cache is None or not prefixes:
+        return
+
+    async def forget() -> None:
+        await cache.forget(prefixes)
+
+    after_commit(session, forget)
+
+
+async def forget_org_keys(session: AsyncSession, cache: ApiKeyCache | None, org_id: uuid.UUID) -> None:
+    """Schedule the cache eviction of every key of an org that is being deleted."""
+    if cache is not None:
+        _forget_after_commit(session, cache, await ApiKeyRepository(session, org_id).prefixes())
+
+
 def _may_grant(ctx: OrgContext, role: Role) -> None:
     """Only owners grant or revoke owner; nobody grants above their own role."""
     if role == Role.owner and ctx.role != Role.owner:
@@ -341,10 +362,11 @@ class WorkspaceService:
 class ApiKeyService:
     """API keys of an org."""
 
-    def __init__(self, session: AsyncSession, ctx: OrgContext) -> None:
+    def __init__(self, session: AsyncSession, ctx: OrgContext, key_cache: ApiKeyCache | None = None) -> None:
         self.session = session
         self.ctx = ctx
         self.repo = ApiKeyRepository(session, ctx.org_id)
+        self.key_cache = key_cache
 
     async def create(self, body: ApiKeyCreate) -> tuple[ApiKey, str]:
         """Mint a key with a role no higher than the creator's; returns the row and the secret."""
@@ -388,6 +410,7 @@ class ApiKeyService:
         key = await self.get(key_id)
         if key.revoked_at is None:
             key.revoked_at = utcnow()
+            _forget_after_commit(self.session, self.key_cache, [key.prefix])
             await audit.record(
                 self.session,
                 self.ctx.audit(),

@@ -8,9 +8,11 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raptorflow.accounts.repository import OrganizationRepository
+from raptorflow.accounts.service import forget_org_keys
 from raptorflow.audit import service as audit
 from raptorflow.audit.repository import AuditRepository
 from raptorflow.audit.service import ACCOUNT_CHAIN
+from raptorflow.auth.keycache import ApiKeyCache
 from raptorflow.auth.passwords import hash_password, policy_violation, verify_password
 from raptorflow.auth.principal import Principal
 from raptorflow.auth.repository import IdentityRepository
@@ -23,8 +25,11 @@ from raptorflow.models import AuthSession, Organization, User
 class UserService:
     """The signed-in user's own account; never commits."""
 
-    def __init__(self, session: AsyncSession, principal: Principal) -> None:
+    def __init__(
+        self, session: AsyncSession, principal: Principal, key_cache: ApiKeyCache | None = None
+    ) -> None:
         assert principal.user_id is not None
+        self.key_cache = key_cache
         self.session = session
         self.principal = principal
         self.user_id: uuid.UUID = principal.user_id
@@ -170,6 +175,7 @@ class UserService:
                     target_id=org.id,
                     details={"reason": "owner-account-deleted"},
                 )
+                await forget_org_keys(self.session, self.key_cache, org.id)
                 await self.orgs.delete(org.id)
         await self.orgs.remove_user_everywhere(user.id)
         await self.identity.revoke_sessions(user.id, utcnow(), "account-deleted")

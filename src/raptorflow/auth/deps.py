@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -13,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from raptorflow.audit.service import AuditContext
 from raptorflow.auth import apikeys
+from raptorflow.auth.keycache import ApiKeyCache, KeyRecord
 from raptorflow.auth.oidc import ExternalKeysUnavailable, ExternalTokenInvalid, ExternalTokenVerifier
 from raptorflow.auth.permissions import MATRIX, Permission, Role, allows
 from raptorflow.auth.principal import OrgContext, Principal
@@ -56,7 +56,13 @@ async def _api_key_principal(request: Request, session: AsyncSession, secret: st
     if lookup is None:
         raise Unauthorized("The API key is malformed.")
     repo = IdentityRepository(session)
-    key = await repo.api_key_by_lookup(lookup)
+    cache: ApiKeyCache = request.app.state.api_key_cache
+    key = await cache.get(lookup)
+    if key is None:
+        row = await repo.api_key_by_lookup(lookup)
+        key = KeyRecord.of(row) if row is not None else None
+        if key is not None:
+            await cache.put(lookup, key)
     now = utcnow()
     if key is None or not same(key.secret_hash, sha256_hex(secret)):
         raise Unauthorized("The API key is not valid.")
@@ -70,7 +76,7 @@ async def _api_key_principal(request: Request, session: AsyncSession, secret: st
             raise Forbidden("This API key cannot be used from this address.") from None
         if not any(address in ipaddress.ip_network(net, strict=False) for net in key.allowed_ips):
             raise Forbidden("This API key cannot be used from this address.")
-    if key.last_used_at is None or now - key.last_used_at > timedelta(minutes=1):
+    if await cache.should_touch(key, now):
         await bind_org(session, key.org_id)
         await repo.touch_api_key(key.id, key.org_id, now)
     return Principal(

@@ -90,7 +90,9 @@ async def validate_techniques(
         (
             await session.scalars(
                 select(AttackObject.external_id).where(
-                    AttackObject.kind == "technique", AttackObject.external_id.in_(wanted)
+                    AttackObject.kind == "technique",
+                    AttackObject.hidden.is_(False),
+                    AttackObject.external_id.in_(wanted),
                 )
             )
         ).all()

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import Query
+from sqlalchemy import and_, or_
 
 from raptorflow.kit.errors import InvalidInput
 
@@ -34,3 +35,38 @@ def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
     if not isinstance(values, dict):
         raise InvalidInput("cursor", "not a cursor returned by this API")
     return values
+
+
+def parse_sort(sort: str | None, allowed: dict[str, Any], default: str) -> list[tuple[str, bool]]:
+    """`sort=field,-other` → [(field, descending)], each checked against `allowed` (422 naming `sort`)."""
+    spec = sort or default
+    out: list[tuple[str, bool]] = []
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        descending = part.startswith("-")
+        name = part.lstrip("-+")
+        if name not in allowed:
+            raise InvalidInput("sort", f"cannot sort by {name!r}; accepted: {', '.join(sorted(allowed))}")
+        if any(name == seen for seen, _ in out):
+            raise InvalidInput("sort", f"{name!r} is given twice")
+        out.append((name, descending))
+    if not out:
+        raise InvalidInput("sort", "give at least one field")
+    if len(out) > 3:
+        raise InvalidInput("sort", "at most 3 fields")
+    return out
+
+
+def keyset_after(columns: list[tuple[Any, bool]], values: list[Any]) -> Any:
+    """The WHERE clause that continues an ordering after the row whose sort key is `values`.
+
+    `columns` are (column, descending) pairs, the last one a unique tie-breaker; directions may mix.
+    """
+    clauses = []
+    for i, (column, descending) in enumerate(columns):
+        equal_prefix = [columns[j][0] == values[j] for j in range(i)]
+        step = column < values[i] if descending else column > values[i]
+        clauses.append(and_(*equal_prefix, step))
+    return or_(*clauses)

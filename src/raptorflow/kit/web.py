@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -14,11 +15,20 @@ from raptorflow.kit.errors import PROBLEM_MEDIA_TYPE, RaptorFlowError, problem_b
 from raptorflow.kit.middleware import request_id_of
 
 
+def _json_default(value: Any) -> Any:
+    # Driver-specific UUID classes (asyncpg) and Decimals are not known to orjson.
+    if hasattr(value, "hex") and hasattr(value, "bytes"):
+        return str(value)
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 class ORJSONResponse(JSONResponse):
     """JSON rendered by orjson (datetimes as RFC 3339, UUIDs as strings)."""
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS, default=_json_default)
 
 
 class ProblemResponse(ORJSONResponse):

@@ -1,0 +1,255 @@
+"""RaptorFlow benchmarks: lookups, batch lookups, bulk create and search on PostgreSQL.
+
+Each figure is printed beside a reference measured in the same run on the same machine:
+a bare route (`/health`, same server, same middleware) for HTTP figures, a raw COPY of the same rows
+for ingestion. Load comes from other processes (wrk; a separate Python client process).
+
+    make bench                 # 1,000,000 indicators in one org + 100,000 in a second
+    make bench ARGS=--quick    # 10,000 + 1,000 (what CI runs so the bench never rots)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+ADMIN_DSN = os.environ.get("RAPTORFLOW_BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("RAPTORFLOW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+PASSWORD = "benchmark passphrase 1234"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def indicator_values(n: int, seed: int) -> list[str]:
+    """A realistic mix: IPv4 45%, domains 25%, URLs 10%, SHA-256 15%, MD5 5%."""
+    rnd = random.Random(seed)
+    out = []
+    for i in range(n):
+        r = rnd.random()
+        if r < 0.45:
+            out.append(f"{rnd.randint(1, 223)}.{rnd.randint(0, 255)}.{rnd.randint(0, 255)}.{rnd.randint(1, 254)}")
+        elif r < 0.70:
+            out.append(f"{rnd.choice(['login', 'cdn', 'mail', 'update', 'api'])}-{i}-{rnd.getrandbits(24):x}.example{rnd.randint(0, 99)}.com")
+        elif r < 0.80:
+            out.append(f"http://host{i}.example.net/{rnd.getrandbits(32):x}/payload.bin")
+        elif r < 0.95:
+            out.append(f"{rnd.getrandbits(256):064x}")
+        else:
+            out.append(f"{rnd.getrandbits(128):032x}")
+    return out
+
+
+def run_wrk(url: str, headers: dict[str, str], connections: int, seconds: int, script: str | None) -> dict[str, float]:
+    """Run wrk with latency output; parse requests/s and p50/p99 in ms."""
+    args = ["wrk", "-t", "2" if connections > 1 else "1", "-c", str(connections), "-d", f"{seconds}s", "--latency"]
+    for k, v in headers.items():
+        args += ["-H", f"{k}: {v}"]
+    if script:
+        args += ["-s", script]
+    out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    result: dict[str, float] = {}
+    for line in out.splitlines():
+        line = line.strip()
+        if line.startswith("Requests/sec:"):
+            result["rps"] = float(line.split()[1])
+        for pct in ("50%", "99%"):
+            if line.startswith(pct):
+                value = line.split()[1]
+                ms = float(value[:-2]) if value.endswith("ms") else (float(value[:-2]) / 1000 if value.endswith("us") else float(value[:-1]) * 1000)
+                result["p" + pct[:-1]] = ms
+        if "Non-2xx" in line:
+            result["non2xx"] = float(line.split()[-1])
+    return result
+
+
+async def raw_copy_reference(dsn: str, values: list[str]) -> float:
+    """Rows/s of COPY of the same rows into a table with the same unique key and a trigram index."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("DROP TABLE IF EXISTS bench_copy")
+        await conn.execute(
+            "CREATE TABLE bench_copy (id uuid PRIMARY KEY, org_id uuid NOT NULL, type text NOT NULL, "
+            "value text NOT NULL, description text NOT NULL DEFAULT '', tags jsonb NOT NULL DEFAULT '[]', "
+            "UNIQUE (org_id, type, value))"
+        )
+        await conn.execute(
+            "CREATE INDEX ON bench_copy USING gin ((lower(value || ' ' || description || ' ' || tags::text)) gin_trgm_ops)"
+        )
+        org = uuid.uuid4()
+        rows = [(uuid.uuid4(), org, "x", v, "", "[]") for v in values]
+        started = time.perf_counter()
+        await conn.copy_records_to_table("bench_copy", records=rows, columns=["id", "org_id", "type", "value", "description", "tags"])
+        elapsed = time.perf_counter() - started
+        await conn.execute("DROP TABLE bench_copy")
+        return len(rows) / elapsed
+    finally:
+        await conn.close()
+
+
+async def bulk_load(base: str, headers: dict[str, str], values: list[str], concurrency: int) -> float:
+    """Create indicators over HTTP, 1,000 per request, `concurrency` requests in flight; rows/s."""
+    chunks = [values[i : i + 1000] for i in range(0, len(values), 1000)]
+    queue: asyncio.Queue[list[str]] = asyncio.Queue()
+    for chunk in chunks:
+        queue.put_nowait(chunk)
+
+    async def worker(http: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            chunk = queue.get_nowait()
+            body = {"items": [{"value": v, "tags": ["bench"], "source": "bench", "score": 60} for v in chunk]}
+            response = await http.post(base + "/api/v1/indicators/bulk", json=body, headers=headers)
+            response.raise_for_status()
+            if response.json()["rejected"]:
+                raise RuntimeError(f"bulk rejected items: {response.text[:300]}")
+
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(http) for _ in range(concurrency)))
+        return len(values) / (time.perf_counter() - started)
+
+
+async def timed_requests(base: str, headers: dict[str, str], requests: list[tuple[str, str, Any]]) -> list[float]:
+    """Sequential requests; latency of each in ms."""
+    out = []
+    async with httpx.AsyncClient(timeout=60) as http:
+        for method, path, payload in requests:
+            started = time.perf_counter()
+            response = await http.request(method, base + path, headers=headers, **payload)
+            out.append((time.perf_counter() - started) * 1000)
+            response.raise_for_status()
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+async def setup_tenant(base: str, email: str, slug: str) -> tuple[str, str]:
+    """Register, sign in, create an org and an editor API key; returns (org id, key)."""
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        (await http.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "Bench"})).raise_for_status()
+        token = (await http.post("/api/v1/auth/token", data={"username": email, "password": PASSWORD})).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        org = (await http.post("/api/v1/organizations", json={"name": slug, "slug": slug}, headers=auth)).json()["id"]
+        key = (await http.post(f"/api/v1/organizations/{org}/api-keys", json={"name": "bench", "role": "editor"}, headers=auth)).json()["secret"]
+        return org, key
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="10,000 + 1,000 indicators, short wrk runs")
+    parser.add_argument("--seconds", type=int, default=None, help="duration of each wrk run")
+    args = parser.parse_args()
+    n_main, n_other = (10_000, 1_000) if args.quick else (1_000_000, 100_000)
+    seconds = args.seconds or (3 if args.quick else 10)
+    if not shutil.which("wrk"):
+        sys.exit("bench: wrk is not installed (make bench installs it with apt-get)")
+
+    db = f"raptorflow_bench_{uuid.uuid4().hex[:8]}"
+    admin_loop = asyncio.new_event_loop()
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(ADMIN_DSN)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    admin_loop.run_until_complete(admin(f'CREATE DATABASE "{db}"'))
+    dsn = ADMIN_DSN.rsplit("/", 1)[0] + "/" + db
+    url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+    env = {**os.environ, "RAPTORFLOW_DATABASE_URL": url, "RAPTORFLOW_REDIS_URL": REDIS_URL,
+           "RAPTORFLOW_LOG_LEVEL": "WARNING", "RAPTORFLOW_LOG_FORMAT": "json", "RAPTORFLOW_REGISTRATION": "open"}
+    server = None
+    try:
+        subprocess.run([PY, "-m", "raptorflow", "migrate"], env=env, check=True, capture_output=True)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        server = subprocess.Popen([PY, "-m", "raptorflow", "serve", "--port", str(port), "--workers", "2"], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        for _ in range(150):
+            try:
+                if httpx.get(base + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        loop = asyncio.new_event_loop()
+        org, key = loop.run_until_complete(setup_tenant(base, "bench@example.com", "bench"))
+        org2, key2 = loop.run_until_complete(setup_tenant(base, "bench2@example.com", "bench-two"))
+        headers = {"X-API-Key": key}
+        values = indicator_values(n_main, 1)
+        other = indicator_values(n_other, 2)
+        rows: list[tuple[str, str, str]] = []
+
+        copy_rate = loop.run_until_complete(raw_copy_reference(dsn, values))
+        bulk_rate = loop.run_until_complete(bulk_load(base, headers, values, concurrency=4))
+        loop.run_until_complete(bulk_load(base, {"X-API-Key": key2}, other, concurrency=4))
+        rows.append(("bulk create over HTTP (1,000/request, 4 in flight)", f"{bulk_rate:,.0f} indicators/s",
+                     f"raw COPY, same rows: {copy_rate:,.0f} rows/s", "target ≥ 40,000/s"))
+
+        lookup_lua = Path(tempfile.mkdtemp()) / "lookup.lua"
+        sample = random.Random(3).sample(values, 2000)
+        lookup_lua.write_text(
+            "local values = {" + ",".join(json.dumps(v) for v in sample) + "}\n"
+            "local i = 0\nrequest = function()\n  i = i + 1\n"
+            "  return wrk.format('GET', '/api/v1/lookup?value=' .. values[(i % #values) + 1])\nend\n"
+        )
+        for conns in (4, 32):
+            bare = run_wrk(base + "/health", {}, conns, seconds, None)
+            look = run_wrk(base + "/api/v1/lookup", headers, conns, seconds, str(lookup_lua))
+            ratio = look["rps"] / bare["rps"] * 100
+            rows.append((f"single lookup, {conns} connections", f"{look['rps']:,.0f} req/s, p50 {look['p50']:.2f} ms, p99 {look['p99']:.2f} ms"
+                         + (f", non-2xx {look['non2xx']:.0f}" if look.get("non2xx") else ""),
+                         f"bare /health: {bare['rps']:,.0f} req/s, p99 {bare['p99']:.2f} ms ({ratio:.0f}%)",
+                         "target ≥ 40% at 32" if conns == 32 else "target p99 < 5 ms"))
+
+        batch = random.Random(4).sample(values, min(10_000, len(values)))
+        lat = loop.run_until_complete(timed_requests(base, headers, [("POST", "/api/v1/lookup", {"json": {"values": batch}})] * 20))
+        rows.append(("batch lookup, 10,000 values", f"p50 {statistics.median(lat):.0f} ms, p95 {pct(lat, 0.95):.0f} ms",
+                     f"{10_000 / (statistics.median(lat) / 1000):,.0f} values/s", "target < 100 ms"))
+
+        rnd = random.Random(5)
+        terms = [rnd.choice(values)[3:9] for _ in range(100)] + ["login", "payload", "example7", "cdn-9"]
+        search = [("GET", "/api/v1/indicators/search", {"params": {"q": t, "limit": 50}}) for t in terms]
+        lat = loop.run_until_complete(timed_requests(base, headers, search))
+        rows.append(("substring search, first page of 50", f"p50 {statistics.median(lat):.1f} ms, p95 {pct(lat, 0.95):.1f} ms",
+                     f"{len(terms)} terms", "target p95 < 50 ms"))
+
+        width = max(len(r[0]) for r in rows)
+        print(f"\nRaptorFlow bench — {n_main:,} indicators (+{n_other:,} in a second org), PostgreSQL + Redis, serve --workers 2\n")
+        for name, figure, reference, target in rows:
+            print(f"{name:<{width}}  {figure}\n{'':<{width}}  reference: {reference}; {target}")
+    finally:
+        if server is not None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+        admin_loop.run_until_complete(admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+
+
+if __name__ == "__main__":
+    main()

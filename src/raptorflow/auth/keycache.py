@@ -1,0 +1,130 @@
+"""API-key resolution cached in Redis (the lookup hot path), with explicit invalidation."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from raptorflow.kit.logging import get_logger
+from raptorflow.models import ApiKey
+
+log = get_logger("raptorflow.auth")
+PREFIX = "rf:apikey:"
+TOUCH_PREFIX = "rf:apikey-touch:"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """What authenticating an API key needs, without the database."""
+
+    id: uuid.UUID
+    org_id: uuid.UUID
+    role: str
+    secret_hash: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    allowed_ips: list[str] | None
+    last_used_at: datetime | None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> KeyRecord:
+        """From a row."""
+        return cls(
+            key.id,
+            key.org_id,
+            key.role,
+            key.secret_hash,
+            key.expires_at,
+            key.revoked_at,
+            key.allowed_ips,
+            key.last_used_at,
+        )
+
+    def dumps(self) -> bytes:
+        """JSON for Redis."""
+        return orjson.dumps(
+            {
+                "id": str(self.id),
+                "org_id": str(self.org_id),
+                "role": self.role,
+                "secret_hash": self.secret_hash,
+                "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+                "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+                "allowed_ips": self.allowed_ips,
+            }
+        )
+
+    @classmethod
+    def loads(cls, raw: bytes) -> KeyRecord:
+        """Back from Redis."""
+        d = orjson.loads(raw)
+        return cls(
+            uuid.UUID(d["id"]),
+            uuid.UUID(d["org_id"]),
+            d["role"],
+            d["secret_hash"],
+            datetime.fromisoformat(d["expires_at"]) if d["expires_at"] else None,
+            datetime.fromisoformat(d["revoked_at"]) if d["revoked_at"] else None,
+            d["allowed_ips"],
+            None,
+        )
+
+
+class ApiKeyCache:
+    """Redis-backed cache; every Redis failure degrades to the database (never to a wrong answer)."""
+
+    TTL_S = 30
+    TOUCH_EVERY_S = 60
+
+    def __init__(self, redis: Redis | None) -> None:
+        self.redis = redis
+
+    async def get(self, lookup: str) -> KeyRecord | None:
+        """A cached record, or None (miss, no Redis, or Redis down)."""
+        if self.redis is None:
+            return None
+        try:
+            raw = await self.redis.get(PREFIX + lookup)
+            return KeyRecord.loads(bytes(raw, "utf-8") if isinstance(raw, str) else raw) if raw else None
+        except (RedisError, OSError, TimeoutError, ValueError, KeyError) as exc:
+            log.warning("apikey_cache.unavailable", error=type(exc).__name__)
+            return None
+
+    async def put(self, lookup: str, record: KeyRecord) -> None:
+        """Remember a record for TTL_S seconds."""
+        if self.redis is None:
+            return
+        try:
+            await self.redis.set(PREFIX + lookup, record.dumps(), ex=self.TTL_S)
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("apikey_cache.unavailable", error=type(exc).__name__)
+
+    async def should_touch(self, record: KeyRecord, now: datetime) -> bool:
+        """Whether to write last_used_at now (at most once a minute per key across all processes)."""
+        if self.redis is None:
+            return (
+                record.last_used_at is None
+                or (now - record.last_used_at).total_seconds() > self.TOUCH_EVERY_S
+            )
+        try:
+            return bool(
+                await self.redis.set(TOUCH_PREFIX + str(record.id), b"1", nx=True, ex=self.TOUCH_EVERY_S)
+            )
+        except (RedisError, OSError, TimeoutError):
+            return False
+
+    async def forget(self, lookups: Iterable[str]) -> None:
+        """Drop cached records (after a revoke or an org deletion)."""
+        keys = [PREFIX + lookup for lookup in lookups]
+        if self.redis is None or not keys:
+            return
+        try:
+            await self.redis.delete(*keys)
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("apikey_cache.invalidate_failed", error=type(exc).__name__, keys=len(keys))

@@ -1,0 +1,1 @@
+"""Threat actors: adversaries tracked by an organization, optionally imported from ATT&CK groups."""

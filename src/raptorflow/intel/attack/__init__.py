@@ -1,0 +1,1 @@
+"""MITRE ATT&CK reference catalog: loading a STIX bundle, browsing it, and lookups for other packages."""

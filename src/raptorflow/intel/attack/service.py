@@ -1,0 +1,244 @@
+"""The ATT&CK catalog: load a bundle idempotently, browse what is shown, answer other packages' questions."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from raptorflow.intel.attack.loader import ParsedBundle
+from raptorflow.intel.attack.repository import AttackRepository
+from raptorflow.kit.errors import NotFound
+from raptorflow.models import AttackObject, AttackRelationship
+
+# The Enterprise matrix's column order (its x-mitre-matrix `tactic_refs`, v18.1). The catalog keeps no
+# position column, so tactics of other matrices (mobile, ICS) follow these, by external id.
+KILL_CHAIN_ORDER = (
+    "reconnaissance",
+    "resource-development",
+    "initial-access",
+    "execution",
+    "persistence",
+    "privilege-escalation",
+    "defense-evasion",
+    "credential-access",
+    "discovery",
+    "lateral-movement",
+    "collection",
+    "command-and-control",
+    "exfiltration",
+    "impact",
+)
+_POSITION = {shortname: i for i, shortname in enumerate(KILL_CHAIN_ORDER)}
+TACTIC_ID = re.compile(r"^TA\d{4}$")
+KIND_ORDER = ("tactic", "technique", "group", "software", "mitigation")
+
+
+@dataclass
+class SyncSummary:
+    """What one load did: shown objects per kind in the bundle, and what got hidden."""
+
+    domain: str
+    shown: dict[str, int]
+    subtechniques: int
+    relationships: int
+    hidden_in_bundle: int
+    withdrawn: int
+    withdrawn_relationships: int
+    skipped: int
+
+    def line(self) -> str:
+        """One human line, e.g. for the CLI."""
+        parts = []
+        for kind in KIND_ORDER:
+            part = f"{self.shown.get(kind, 0)} {'software' if kind == 'software' else kind + 's'}"
+            if kind == "technique":
+                part += f" ({self.subtechniques} sub-techniques)"
+            parts.append(part)
+        return (
+            f"attack sync {self.domain}: {', '.join(parts)}, "
+            f"{self.relationships} relationships; hidden: {self.hidden_in_bundle} revoked or deprecated, "
+            f"{self.withdrawn} objects and {self.withdrawn_relationships} relationships no longer in the "
+            f"bundle; {self.skipped} objects skipped"
+        )
+
+
+@dataclass
+class TechniqueDetail:
+    """A technique and what links to it."""
+
+    technique: AttackObject
+    parent: AttackObject | None
+    subtechniques: Sequence[AttackObject]
+    tactics: list[AttackObject]
+    groups: list[AttackObject]
+    software: list[AttackObject]
+    mitigations: list[AttackObject]
+
+
+@dataclass
+class GroupDetail:
+    """A group, the techniques and the software it uses."""
+
+    group: AttackObject
+    techniques: list[AttackObject]
+    software: list[AttackObject]
+
+
+@dataclass
+class SoftwareDetail:
+    """Software, the techniques it uses and the groups that use it."""
+
+    software: AttackObject
+    techniques: list[AttackObject]
+    groups: list[AttackObject]
+
+
+def normalize_id(raw: str) -> str:
+    """An ATT&CK id as stored: trimmed, upper case (t1059.001 → T1059.001)."""
+    return raw.strip().upper()
+
+
+def tactic_sort_key(tactic: AttackObject) -> tuple[int, str, str]:
+    """Kill-chain position first, then external id."""
+    position = _POSITION.get(tactic.shortname or "", len(_POSITION))
+    return position, tactic.external_id or "", tactic.stix_id
+
+
+async def sync_bundle(session: AsyncSession, bundle: ParsedBundle) -> SyncSummary:
+    """Upsert a parsed bundle; hide what it revokes or deprecates and what it no longer contains."""
+    repo = AttackRepository(session)
+    visible_objects = await repo.visible_object_ids(bundle.domain)
+    visible_relationships = await repo.visible_relationship_ids(bundle.domain)
+    await repo.upsert_objects(list(bundle.objects.values()))
+    await repo.upsert_relationships(list(bundle.relationships.values()))
+    gone_objects = visible_objects - bundle.objects.keys()
+    gone_relationships = visible_relationships - bundle.relationships.keys()
+    await repo.hide(AttackObject, sorted(gone_objects))
+    await repo.hide(AttackRelationship, sorted(gone_relationships))
+    shown = [row for row in bundle.objects.values() if not row["hidden"]]
+    return SyncSummary(
+        domain=bundle.domain,
+        shown=dict(Counter(row["kind"] for row in shown)),
+        subtechniques=sum(1 for row in shown if row["parent_external_id"]),
+        relationships=sum(1 for row in bundle.relationships.values() if not row["hidden"]),
+        hidden_in_bundle=len(bundle.objects) - len(shown),
+        withdrawn=len(gone_objects),
+        withdrawn_relationships=len(gone_relationships),
+        skipped=bundle.skipped,
+    )
+
+
+async def tactics(session: AsyncSession) -> list[AttackObject]:
+    """Shown tactics in kill-chain order."""
+    return sorted(await AttackRepository(session).tactics(), key=tactic_sort_key)
+
+
+async def _get(session: AsyncSession, kind: str, raw_id: str) -> AttackObject:
+    found = await AttackRepository(session).by_external_id(kind, normalize_id(raw_id))
+    if found is None:
+        raise NotFound(f"No ATT&CK {kind} {raw_id.strip()[:32]!r}.")
+    return found
+
+
+async def technique_page(
+    session: AsyncSession,
+    *,
+    after: tuple[str, str] | None,
+    limit: int,
+    q: str | None,
+    tactic: str | None,
+    platform: str | None,
+    include_subtechniques: bool,
+) -> Sequence[AttackObject]:
+    """Shown techniques by external id; `tactic` is a shortname (execution) or a tactic id (TA0002)."""
+    repo = AttackRepository(session)
+    shortname = tactic.strip().lower() if tactic else None
+    if tactic and TACTIC_ID.match(normalize_id(tactic)):
+        found = await repo.by_external_id("tactic", normalize_id(tactic))
+        if found is None or not found.shortname:
+            return []
+        shortname = found.shortname
+    return await repo.page(
+        "technique",
+        after=after,
+        limit=limit,
+        q=q.strip() if q else None,
+        tactic=shortname,
+        platform=platform.strip() if platform else None,
+        include_subtechniques=include_subtechniques,
+    )
+
+
+async def technique_detail(session: AsyncSession, technique_id: str) -> TechniqueDetail:
+    """A shown technique with its parent, sub-techniques, tactics, users and mitigations."""
+    repo = AttackRepository(session)
+    technique = await _get(session, "technique", technique_id)
+    parent = (
+        await repo.by_external_id("technique", technique.parent_external_id)
+        if technique.parent_external_id
+        else None
+    )
+    subtechniques = (
+        await repo.subtechniques(technique.external_id)
+        if technique.external_id and not technique.parent_external_id
+        else []
+    )
+    by_shortname = {t.shortname: t for t in await repo.tactics_by_shortname(technique.tactics)}
+    return TechniqueDetail(
+        technique=technique,
+        parent=parent,
+        subtechniques=subtechniques,
+        tactics=[by_shortname[s] for s in technique.tactics if s in by_shortname],
+        groups=await repo.related(technique.stix_id, "uses", direction="in", kinds=["group"]),
+        software=await repo.related(technique.stix_id, "uses", direction="in", kinds=["software"]),
+        mitigations=await repo.related(technique.stix_id, "mitigates", direction="in", kinds=["mitigation"]),
+    )
+
+
+async def object_page(
+    session: AsyncSession, kind: str, *, after: tuple[str, str] | None, limit: int, q: str | None
+) -> Sequence[AttackObject]:
+    """Shown groups or software by external id; `q` matches name, id or an alias."""
+    return await AttackRepository(session).page(
+        kind, after=after, limit=limit, q=q.strip() if q else None, search_aliases=True
+    )
+
+
+async def group_detail(session: AsyncSession, group_id: str) -> GroupDetail:
+    """A shown group with the techniques and software it uses."""
+    repo = AttackRepository(session)
+    group = await _get(session, "group", group_id)
+    return GroupDetail(
+        group=group,
+        techniques=await repo.related(group.stix_id, "uses", direction="out", kinds=["technique"]),
+        software=await repo.related(group.stix_id, "uses", direction="out", kinds=["software"]),
+    )
+
+
+async def software_detail(session: AsyncSession, software_id: str) -> SoftwareDetail:
+    """Shown software with the techniques it uses and the groups that use it."""
+    repo = AttackRepository(session)
+    software = await _get(session, "software", software_id)
+    return SoftwareDetail(
+        software=software,
+        techniques=await repo.related(software.stix_id, "uses", direction="out", kinds=["technique"]),
+        groups=await repo.related(software.stix_id, "uses", direction="in", kinds=["group"]),
+    )
+
+
+async def group_techniques(session: AsyncSession, group_id: str) -> tuple[AttackObject, list[str]]:
+    """A shown group and the sorted external ids of the techniques it uses; NotFound if unknown or hidden."""
+    group = await _get(session, "group", group_id)
+    used = await AttackRepository(session).related(
+        group.stix_id, "uses", direction="out", kinds=["technique"]
+    )
+    return group, sorted({t.external_id for t in used if t.external_id})
+
+
+async def visible_counts(session: AsyncSession) -> dict[str, int]:
+    """Shown objects per kind and shown relationships (for operators and tests)."""
+    return await AttackRepository(session).count_visible()

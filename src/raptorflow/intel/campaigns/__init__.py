@@ -1,0 +1,1 @@
+"""Campaigns: sets of intrusions with a common objective."""

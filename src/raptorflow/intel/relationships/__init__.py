@@ -1,0 +1,1 @@
+"""Relationships between intelligence objects and the object graph."""

@@ -1,0 +1,1 @@
+"""Reports: written analyses (markdown) referencing other objects of the organization."""

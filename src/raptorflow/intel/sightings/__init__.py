@@ -1,0 +1,1 @@
+"""Sightings of indicators."""

@@ -1,0 +1,97 @@
+"""Lookups: single and batch, refanged and normalized, expiry, false positives, related actors."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import insert
+
+from raptorflow.kit.db import new_id, utcnow
+from raptorflow.kit.tenancy import bind_org
+from raptorflow.models import Relationship, ThreatActor
+from tests.conftest import create_org, sign_up
+
+
+async def test_single_and_batch_lookup(client: httpx.AsyncClient, app: Any) -> None:
+    owner = await sign_up(client, "look@example.com")
+    org = await create_org(owner, "look")
+    h = owner.in_org(org)
+    past = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    older = (datetime.now(UTC) - timedelta(days=9)).isoformat()
+    items = [
+        {"value": "evil.example.com", "score": 90, "classification": "malicious", "tags": ["c2"]},
+        {"value": "198.51.100.1", "score": 70},
+        {"value": "old.example.com", "valid_from": older, "valid_until": past},
+    ]
+    created = (await client.post("/api/v1/indicators/bulk", json={"items": items}, headers=h)).json()
+    evil_id = created["results"][0]["id"]
+    # Link an actor to the domain, the way the relationships API will.
+    async with app.state.session_factory() as session:
+        actor_id = new_id()
+        await bind_org(session, uuid.UUID(org))
+        await session.execute(
+            insert(ThreatActor).values(
+                id=actor_id,
+                org_id=uuid.UUID(org),
+                name="APT Example",
+                created_at=utcnow(),
+                updated_at=utcnow(),
+            )
+        )
+        await session.execute(
+            insert(Relationship).values(
+                id=new_id(),
+                org_id=uuid.UUID(org),
+                source_type="indicator",
+                source_id=uuid.UUID(evil_id),
+                target_type="threat-actor",
+                target_id=actor_id,
+                relationship_type="indicates",
+                created_at=utcnow(),
+                updated_at=utcnow(),
+            )
+        )
+        await session.commit()
+    one = (
+        await client.get("/api/v1/lookup", params={"value": "hxxp://EVIL[.]example[.]com"}, headers=h)
+    ).json()
+    assert one["found"] is False  # a URL is not the domain
+    dom = (await client.get("/api/v1/lookup", params={"value": "EVIL[.]example[.]com"}, headers=h)).json()
+    assert dom["found"] is True and dom["type"] == "domain" and dom["normalized"] == "evil.example.com"
+    match = dom["matches"][0]
+    assert match["effective_score"] == 90 and match["tags"] == ["c2"]
+    assert match["related"]["actors"] == [
+        {"id": str(actor_id), "name": "APT Example", "relationship_type": "indicates"}
+    ]
+    unknown = await client.get("/api/v1/lookup", params={"value": "203.0.113.99"}, headers=h)
+    assert unknown.status_code == 200 and unknown.json()["found"] is False
+    batch = (
+        await client.post(
+            "/api/v1/lookup",
+            json={"values": ["198.51.100[.]1", "nope.example", "old.example.com", "???", "evil.example.com"]},
+            headers=h,
+        )
+    ).json()["results"]
+    assert [r["found"] for r in batch] == [True, False, False, False, True]
+    assert batch[3]["error"]
+    with_expired = (
+        await client.post(
+            "/api/v1/lookup", json={"values": ["old.example.com"], "include_expired": True}, headers=h
+        )
+    ).json()["results"][0]
+    assert with_expired["found"] is True and with_expired["matches"][0]["expired"] is True
+    other = await sign_up(client, "look2@example.com")
+    other_org = await create_org(other, "look2")
+    hidden = (
+        await client.get(
+            "/api/v1/lookup", params={"value": "evil.example.com"}, headers=other.in_org(other_org)
+        )
+    ).json()
+    assert hidden["found"] is False
+    big = await client.post(
+        "/api/v1/lookup", json={"values": [f"10.0.{i // 256}.{i % 256}" for i in range(10_000)]}, headers=h
+    )
+    assert big.status_code == 200 and len(big.json()["results"]) == 10_000
