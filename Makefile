@@ -27,13 +27,13 @@ run: $(VENV)/.installed
 	$(BIN)/raptorflow serve
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests migrations
-	$(BIN)/ruff format --check src tests migrations
+	$(BIN)/ruff check src tests migrations bench
+	$(BIN)/ruff format --check src tests migrations bench
 	$(BIN)/mypy
 
 fmt: $(VENV)/.installed-dev
-	$(BIN)/ruff format src tests migrations
-	$(BIN)/ruff check --fix src tests migrations
+	$(BIN)/ruff format src tests migrations bench
+	$(BIN)/ruff check --fix src tests migrations bench
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -50,9 +50,13 @@ def indicator_values(n: int, seed: int) -> list[str]:
     for i in range(n):
         r = rnd.random()
         if r < 0.45:
-            out.append(f"{rnd.randint(1, 223)}.{rnd.randint(0, 255)}.{rnd.randint(0, 255)}.{rnd.randint(1, 254)}")
+            out.append(
+                f"{rnd.randint(1, 223)}.{rnd.randint(0, 255)}.{rnd.randint(0, 255)}.{rnd.randint(1, 254)}"
+            )
         elif r < 0.70:
-            out.append(f"{rnd.choice(['login', 'cdn', 'mail', 'update', 'api'])}-{i}-{rnd.getrandbits(24):x}.example{rnd.randint(0, 99)}.com")
+            out.append(
+                f"{rnd.choice(['login', 'cdn', 'mail', 'update', 'api'])}-{i}-{rnd.getrandbits(24):x}.example{rnd.randint(0, 99)}.com"
+            )
         elif r < 0.80:
             out.append(f"http://host{i}.example.net/{rnd.getrandbits(32):x}/payload.bin")
         elif r < 0.95:
@@ -62,9 +66,20 @@ def indicator_values(n: int, seed: int) -> list[str]:
     return out
 
 
-def run_wrk(url: str, headers: dict[str, str], connections: int, seconds: int, script: str | None) -> dict[str, float]:
+def run_wrk(
+    url: str, headers: dict[str, str], connections: int, seconds: int, script: str | None
+) -> dict[str, float]:
     """Run wrk with latency output; parse requests/s and p50/p99 in ms."""
-    args = ["wrk", "-t", "2" if connections > 1 else "1", "-c", str(connections), "-d", f"{seconds}s", "--latency"]
+    args = [
+        "wrk",
+        "-t",
+        "2" if connections > 1 else "1",
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds}s",
+        "--latency",
+    ]
     for k, v in headers.items():
         args += ["-H", f"{k}: {v}"]
     if script:
@@ -78,7 +93,11 @@ def run_wrk(url: str, headers: dict[str, str], connections: int, seconds: int, s
         for pct in ("50%", "99%"):
             if line.startswith(pct):
                 value = line.split()[1]
-                ms = float(value[:-2]) if value.endswith("ms") else (float(value[:-2]) / 1000 if value.endswith("us") else float(value[:-1]) * 1000)
+                ms = (
+                    float(value[:-2])
+                    if value.endswith("ms")
+                    else (float(value[:-2]) / 1000 if value.endswith("us") else float(value[:-1]) * 1000)
+                )
                 result["p" + pct[:-1]] = ms
         if "Non-2xx" in line:
             result["non2xx"] = float(line.split()[-1])
@@ -101,7 +120,9 @@ async def raw_copy_reference(dsn: str, values: list[str]) -> float:
         org = uuid.uuid4()
         rows = [(uuid.uuid4(), org, "x", v, "", "[]") for v in values]
         started = time.perf_counter()
-        await conn.copy_records_to_table("bench_copy", records=rows, columns=["id", "org_id", "type", "value", "description", "tags"])
+        await conn.copy_records_to_table(
+            "bench_copy", records=rows, columns=["id", "org_id", "type", "value", "description", "tags"]
+        )
         elapsed = time.perf_counter() - started
         await conn.execute("DROP TABLE bench_copy")
         return len(rows) / elapsed
@@ -132,7 +153,9 @@ async def bulk_load(base: str, headers: dict[str, str], values: list[str], concu
         return len(values) / (time.perf_counter() - started)
 
 
-async def timed_requests(base: str, headers: dict[str, str], requests: list[tuple[str, str, Any]]) -> list[float]:
+async def timed_requests(
+    base: str, headers: dict[str, str], requests: list[tuple[str, str, Any]]
+) -> list[float]:
     """Sequential requests; latency of each in ms."""
     out = []
     async with httpx.AsyncClient(timeout=60) as http:
@@ -146,22 +169,38 @@ async def timed_requests(base: str, headers: dict[str, str], requests: list[tupl
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def setup_tenant(base: str, email: str, slug: str) -> tuple[str, str]:
     """Register, sign in, create an org and an editor API key; returns (org id, key)."""
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-        (await http.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "Bench"})).raise_for_status()
-        token = (await http.post("/api/v1/auth/token", data={"username": email, "password": PASSWORD})).json()["access_token"]
+        (
+            await http.post(
+                "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "Bench"}
+            )
+        ).raise_for_status()
+        token = (
+            await http.post("/api/v1/auth/token", data={"username": email, "password": PASSWORD})
+        ).json()["access_token"]
         auth = {"Authorization": f"Bearer {token}"}
-        org = (await http.post("/api/v1/organizations", json={"name": slug, "slug": slug}, headers=auth)).json()["id"]
-        key = (await http.post(f"/api/v1/organizations/{org}/api-keys", json={"name": "bench", "role": "editor"}, headers=auth)).json()["secret"]
+        org = (
+            await http.post("/api/v1/organizations", json={"name": slug, "slug": slug}, headers=auth)
+        ).json()["id"]
+        key = (
+            await http.post(
+                f"/api/v1/organizations/{org}/api-keys",
+                json={"name": "bench", "role": "editor"},
+                headers=auth,
+            )
+        ).json()["secret"]
         return org, key
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="10,000 + 1,000 indicators, short wrk runs")
     parser.add_argument("--seconds", type=int, default=None, help="duration of each wrk run")
     args = parser.parse_args()
@@ -183,15 +222,26 @@ def main() -> None:
     admin_loop.run_until_complete(admin(f'CREATE DATABASE "{db}"'))
     dsn = ADMIN_DSN.rsplit("/", 1)[0] + "/" + db
     url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
-    env = {**os.environ, "RAPTORFLOW_DATABASE_URL": url, "RAPTORFLOW_REDIS_URL": REDIS_URL,
-           "RAPTORFLOW_LOG_LEVEL": "WARNING", "RAPTORFLOW_LOG_FORMAT": "json", "RAPTORFLOW_REGISTRATION": "open"}
+    env = {
+        **os.environ,
+        "RAPTORFLOW_DATABASE_URL": url,
+        "RAPTORFLOW_REDIS_URL": REDIS_URL,
+        "RAPTORFLOW_LOG_LEVEL": "WARNING",
+        "RAPTORFLOW_LOG_FORMAT": "json",
+        "RAPTORFLOW_REGISTRATION": "open",
+    }
     server = None
     try:
         subprocess.run([PY, "-m", "raptorflow", "migrate"], env=env, check=True, capture_output=True)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        server = subprocess.Popen([PY, "-m", "raptorflow", "serve", "--port", str(port), "--workers", "2"], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        server = subprocess.Popen(
+            [PY, "-m", "raptorflow", "serve", "--port", str(port), "--workers", "2"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         for _ in range(150):
             try:
                 if httpx.get(base + "/health", timeout=1).status_code == 200:
@@ -199,8 +249,8 @@ def main() -> None:
             except httpx.TransportError:
                 time.sleep(0.2)
         loop = asyncio.new_event_loop()
-        org, key = loop.run_until_complete(setup_tenant(base, "bench@example.com", "bench"))
-        org2, key2 = loop.run_until_complete(setup_tenant(base, "bench2@example.com", "bench-two"))
+        _org, key = loop.run_until_complete(setup_tenant(base, "bench@example.com", "bench"))
+        _org2, key2 = loop.run_until_complete(setup_tenant(base, "bench2@example.com", "bench-two"))
         headers = {"X-API-Key": key}
         values = indicator_values(n_main, 1)
         other = indicator_values(n_other, 2)
@@ -209,8 +259,14 @@ def main() -> None:
         copy_rate = loop.run_until_complete(raw_copy_reference(dsn, values))
         bulk_rate = loop.run_until_complete(bulk_load(base, headers, values, concurrency=4))
         loop.run_until_complete(bulk_load(base, {"X-API-Key": key2}, other, concurrency=4))
-        rows.append(("bulk create over HTTP (1,000/request, 4 in flight)", f"{bulk_rate:,.0f} indicators/s",
-                     f"raw COPY, same rows: {copy_rate:,.0f} rows/s", "target ≥ 40,000/s"))
+        rows.append(
+            (
+                "bulk create over HTTP (1,000/request, 4 in flight)",
+                f"{bulk_rate:,.0f} indicators/s",
+                f"raw COPY, same rows: {copy_rate:,.0f} rows/s",
+                "target ≥ 40,000/s",
+            )
+        )
 
         lookup_lua = Path(tempfile.mkdtemp()) / "lookup.lua"
         sample = random.Random(3).sample(values, 2000)
@@ -223,25 +279,46 @@ def main() -> None:
             bare = run_wrk(base + "/health", {}, conns, seconds, None)
             look = run_wrk(base + "/api/v1/lookup", headers, conns, seconds, str(lookup_lua))
             ratio = look["rps"] / bare["rps"] * 100
-            rows.append((f"single lookup, {conns} connections", f"{look['rps']:,.0f} req/s, p50 {look['p50']:.2f} ms, p99 {look['p99']:.2f} ms"
-                         + (f", non-2xx {look['non2xx']:.0f}" if look.get("non2xx") else ""),
-                         f"bare /health: {bare['rps']:,.0f} req/s, p99 {bare['p99']:.2f} ms ({ratio:.0f}%)",
-                         "target ≥ 40% at 32" if conns == 32 else "target p99 < 5 ms"))
+            rows.append(
+                (
+                    f"single lookup, {conns} connections",
+                    f"{look['rps']:,.0f} req/s, p50 {look['p50']:.2f} ms, p99 {look['p99']:.2f} ms"
+                    + (f", non-2xx {look['non2xx']:.0f}" if look.get("non2xx") else ""),
+                    f"bare /health: {bare['rps']:,.0f} req/s, p99 {bare['p99']:.2f} ms ({ratio:.0f}%)",
+                    "target ≥ 40% at 32" if conns == 32 else "target p99 < 5 ms",
+                )
+            )
 
         batch = random.Random(4).sample(values, min(10_000, len(values)))
-        lat = loop.run_until_complete(timed_requests(base, headers, [("POST", "/api/v1/lookup", {"json": {"values": batch}})] * 20))
-        rows.append(("batch lookup, 10,000 values", f"p50 {statistics.median(lat):.0f} ms, p95 {pct(lat, 0.95):.0f} ms",
-                     f"{10_000 / (statistics.median(lat) / 1000):,.0f} values/s", "target < 100 ms"))
+        lat = loop.run_until_complete(
+            timed_requests(base, headers, [("POST", "/api/v1/lookup", {"json": {"values": batch}})] * 20)
+        )
+        rows.append(
+            (
+                "batch lookup, 10,000 values",
+                f"p50 {statistics.median(lat):.0f} ms, p95 {pct(lat, 0.95):.0f} ms",
+                f"{10_000 / (statistics.median(lat) / 1000):,.0f} values/s",
+                "target < 100 ms",
+            )
+        )
 
         rnd = random.Random(5)
         terms = [rnd.choice(values)[3:9] for _ in range(100)] + ["login", "payload", "example7", "cdn-9"]
         search = [("GET", "/api/v1/indicators/search", {"params": {"q": t, "limit": 50}}) for t in terms]
         lat = loop.run_until_complete(timed_requests(base, headers, search))
-        rows.append(("substring search, first page of 50", f"p50 {statistics.median(lat):.1f} ms, p95 {pct(lat, 0.95):.1f} ms",
-                     f"{len(terms)} terms", "target p95 < 50 ms"))
+        rows.append(
+            (
+                "substring search, first page of 50",
+                f"p50 {statistics.median(lat):.1f} ms, p95 {pct(lat, 0.95):.1f} ms",
+                f"{len(terms)} terms",
+                "target p95 < 50 ms",
+            )
+        )
 
         width = max(len(r[0]) for r in rows)
-        print(f"\nRaptorFlow bench — {n_main:,} indicators (+{n_other:,} in a second org), PostgreSQL + Redis, serve --workers 2\n")
+        print(
+            f"\nRaptorFlow bench — {n_main:,} indicators (+{n_other:,} in a second org), PostgreSQL + Redis, serve --workers 2\n"
+        )
         for name, figure, reference, target in rows:
             print(f"{name:<{width}}  {figure}\n{'':<{width}}  reference: {reference}; {target}")
     finally:

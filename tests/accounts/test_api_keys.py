@@ -9,10 +9,11 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from raptorflow.app import create_app
 from raptorflow.auth import apikeys
 from raptorflow.kit.db import session_factory
 from raptorflow.models import ApiKey
-from tests.conftest import add_member, create_org, sign_up
+from tests.conftest import add_member, create_org, make_settings, sign_up, truncate_all
 
 ORGS = "/api/v1/organizations"
 
@@ -106,3 +107,56 @@ async def test_last_used_is_recorded(client: httpx.AsyncClient) -> None:
     await client.get(f"{ORGS}/{org_id}", headers={"X-API-Key": created["secret"]})
     after = (await client.get(f"{ORGS}/{org_id}/api-keys/{created['id']}", headers=owner.headers)).json()
     assert after["last_used_at"] is not None
+
+
+async def test_cached_keys_stop_working_at_once_when_revoked(
+    database_url: str, redis_url: str, app: Any
+) -> None:
+    cached_app = create_app(make_settings(database_url, redis_url=redis_url))
+    await cached_app.state.redis.flushdb()
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=cached_app), base_url="http://t"
+        ) as http:
+            owner = await sign_up(http, "cache@example.com")
+            org_id = await create_org(owner, "cached")
+            key = (await _key(http, owner.headers, org_id)).json()
+            headers = {"X-API-Key": key["secret"]}
+            assert (await http.get(f"{ORGS}/{org_id}", headers=headers)).status_code == 200
+            assert await cached_app.state.redis.exists("rf:apikey:" + key["prefix"]) == 1
+            # Served from the cache: a second call works without the key row being read again.
+            assert (await http.get(f"{ORGS}/{org_id}", headers=headers)).status_code == 200
+            revoked = await http.delete(f"{ORGS}/{org_id}/api-keys/{key['id']}", headers=owner.headers)
+            assert revoked.status_code == 204
+            assert await cached_app.state.redis.exists("rf:apikey:" + key["prefix"]) == 0
+            assert (await http.get(f"{ORGS}/{org_id}", headers=headers)).status_code == 401
+            # Deleting the org evicts its keys too.
+            other = (await _key(http, owner.headers, org_id)).json()
+            assert (
+                await http.get(f"{ORGS}/{org_id}", headers={"X-API-Key": other["secret"]})
+            ).status_code == 200
+            assert (await http.delete(f"{ORGS}/{org_id}", headers=owner.headers)).status_code == 204
+            assert await cached_app.state.redis.exists("rf:apikey:" + other["prefix"]) == 0
+            assert (
+                await http.get(f"{ORGS}/{org_id}", headers={"X-API-Key": other["secret"]})
+            ).status_code == 401
+    finally:
+        await cached_app.state.redis.flushdb()
+        await cached_app.state.redis.aclose()
+        await cached_app.state.engine.dispose()
+        await truncate_all(app)
+
+
+async def test_a_dead_redis_does_not_break_api_keys(database_url: str, app: Any) -> None:
+    dead = create_app(make_settings(database_url, redis_url="redis://127.0.0.1:1/0"))
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=dead), base_url="http://t") as http:
+            owner = await sign_up(http, "deadredis@example.com")
+            org_id = await create_org(owner, "dead-redis")
+            key = (await _key(http, owner.headers, org_id)).json()
+            assert (
+                await http.get(f"{ORGS}/{org_id}", headers={"X-API-Key": key["secret"]})
+            ).status_code == 200
+    finally:
+        await dead.state.engine.dispose()
+        await truncate_all(app)

@@ -164,3 +164,20 @@ async def test_request_id_is_replaced_when_malformed(client: httpx.AsyncClient) 
 async def test_responses_are_orjson(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/v1")
     assert orjson.loads(response.content)["name"] == "RaptorFlow"
+
+
+async def test_database_conflicts_are_409_problems(database_url: str) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    app = create_app(make_settings(database_url))
+
+    @app.get("/_probe/race")
+    async def race() -> None:
+        raise IntegrityError("INSERT ...", {}, Exception("duplicate key value violates unique constraint"))
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        response = await http.get("/_probe/race")
+    await app.state.engine.dispose()
+    assert response.status_code == 409
+    assert response.headers["content-type"] == PROBLEM
+    assert "duplicate key" not in response.text and "INSERT" not in response.text

@@ -9,6 +9,13 @@ from dataclasses import dataclass
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
+from redis.exceptions import RedisError
+
+from raptorflow.kit.logging import get_logger
+
+log = get_logger("raptorflow.ratelimit")
+STORAGE_ERRORS = (RedisError, StorageError, OSError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -47,20 +54,34 @@ class Limiter:
         """Parse a limit such as '5/15 minutes'."""
         return parse(spec)
 
+    def _fail_open(self, item: RateLimitItem, exc: BaseException) -> LimitState:
+        # A limiter that cannot reach its storage lets requests through rather than take the API down.
+        log.warning("ratelimit.storage_unavailable", error=type(exc).__name__)
+        return LimitState(True, item.amount, item.amount, 0)
+
     async def peek(self, item: RateLimitItem, *keys: str) -> LimitState:
         """State of a key without counting a hit."""
-        allowed = await self.strategy.test(item, *keys)
-        stats = await self.strategy.get_window_stats(item, *keys)
+        try:
+            allowed = await self.strategy.test(item, *keys)
+            stats = await self.strategy.get_window_stats(item, *keys)
+        except STORAGE_ERRORS as exc:
+            return self._fail_open(item, exc)
         reset = max(0, math.ceil(stats.reset_time - time.time()))
         return LimitState(allowed, item.amount, stats.remaining, reset)
 
     async def hit(self, item: RateLimitItem, *keys: str) -> LimitState:
         """Count one hit and report the state after it."""
-        allowed = await self.strategy.hit(item, *keys)
-        stats = await self.strategy.get_window_stats(item, *keys)
+        try:
+            allowed = await self.strategy.hit(item, *keys)
+            stats = await self.strategy.get_window_stats(item, *keys)
+        except STORAGE_ERRORS as exc:
+            return self._fail_open(item, exc)
         reset = max(0, math.ceil(stats.reset_time - time.time()))
         return LimitState(allowed, item.amount, stats.remaining, reset)
 
     async def clear(self, item: RateLimitItem, *keys: str) -> None:
         """Forget a key's hits (e.g. after a successful sign-in)."""
-        await self.strategy.clear(item, *keys)
+        try:
+            await self.strategy.clear(item, *keys)
+        except STORAGE_ERRORS as exc:
+            self._fail_open(item, exc)

@@ -9,6 +9,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from raptorflow.kit.errors import PROBLEM_MEDIA_TYPE, RaptorFlowError, problem_body, title_for
@@ -116,8 +117,16 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
     return problem_response(request, exc.status_code, detail, headers=getattr(exc, "headers", None))
 
 
+async def _on_integrity_error(request: Request, exc: Exception) -> Response:
+    # Two requests raced past a service's uniqueness check; the database kept the invariant.
+    return problem_response(
+        request, 409, "The request conflicts with data written at the same time; retry or change the value."
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Render every error (404, 405, 422, domain errors) as problem+json."""
+    app.add_exception_handler(IntegrityError, _on_integrity_error)
     app.add_exception_handler(RaptorFlowError, _on_raptorflow_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
