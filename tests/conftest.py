@@ -93,7 +93,14 @@ async def database_url(
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
     """Settings for tests: JSON logs, no .env, the given database."""
-    values: dict[str, Any] = {"database_url": database_url, "log_format": "json", "redis_url": None}
+    # argon2id at its minimum cost: hashing strength is not under test here, and sign-ups dominate runtime.
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "log_format": "json",
+        "redis_url": None,
+        "argon2_time_cost": 1,
+        "argon2_memory_kib": 1024,
+    }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 

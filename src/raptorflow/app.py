@@ -11,6 +11,7 @@ from raptorflow import __version__
 from raptorflow.accounts import endpoints as accounts_endpoints
 from raptorflow.audit import endpoints as audit_endpoints
 from raptorflow.auth import endpoints as auth_endpoints
+from raptorflow.auth import passwords
 from raptorflow.auth.keycache import ApiKeyCache
 from raptorflow.auth.oidc import ExternalTokenVerifier
 from raptorflow.auth.tokens import TokenIssuer
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; nothing connects until the first request."""
     settings = settings or settings_from_env()
     configure_logging(fmt=settings.effective_log_format.value, level=settings.log_level)
+    passwords.configure(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib)
     app = FastAPI(
         title="RaptorFlow",
         version=__version__,

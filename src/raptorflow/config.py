@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
     oidc_hs256_secret: str | None = None
+    argon2_time_cost: int | None = Field(default=None, ge=1, le=20)
+    argon2_memory_kib: int | None = Field(default=None, ge=1024, le=4_194_304)
     db_pool_size: int = Field(default=10, ge=1, le=200)
     database_app_role: str = Field(default="raptorflow_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$|^$")
 

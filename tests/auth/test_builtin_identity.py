@@ -212,3 +212,17 @@ async def test_private_keys_are_sealed_with_the_secret_key(database_url: str) ->
     sealed = [r for r in rows if r.encrypted]
     assert sealed
     assert all("PRIVATE KEY" not in r.private_key for r in sealed)
+
+
+def test_passwords_are_argon2id_with_library_defaults_unless_configured() -> None:
+    from raptorflow.auth import passwords
+
+    passwords.configure()
+    try:
+        stored = passwords.hash_password("a long enough password")
+        assert stored.startswith("$argon2id$") and "m=65536,t=3" in stored
+        assert passwords.verify_password(stored, "a long enough password")
+        assert not passwords.verify_password(stored, "a long enough passwore")
+        assert not passwords.verify_password(None, "a long enough password")
+    finally:
+        passwords.configure(time_cost=1, memory_kib=1024)

@@ -12,6 +12,18 @@ _hasher = PasswordHasher()  # argon2id with the library's current recommended pa
 _DUMMY_HASH = _hasher.hash("raptorflow-timing-equalizer")
 
 
+def configure(*, time_cost: int | None = None, memory_kib: int | None = None) -> None:
+    """Set the argon2id cost for new hashes (existing hashes verify with their own parameters)."""
+    global _hasher, _DUMMY_HASH  # one hasher per process, chosen at start-up
+    defaults = PasswordHasher()
+    _hasher = PasswordHasher(
+        time_cost=time_cost or defaults.time_cost,
+        memory_cost=memory_kib or defaults.memory_cost,
+        parallelism=defaults.parallelism,
+    )
+    _DUMMY_HASH = _hasher.hash("raptorflow-timing-equalizer")
+
+
 def hash_password(password: str) -> str:
     """argon2id hash of a password."""
     return _hasher.hash(password)

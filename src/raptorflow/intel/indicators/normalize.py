@@ -8,12 +8,14 @@ regular expressions, and regular expressions before :mod:`ipaddress` or IDNA.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+
+from raptorflow.intel.indicators.btc import BASE58_ALPHABET, base58_error, bech32_error
+from raptorflow.intel.indicators.refang import TRIM, refang, trim_opaque
 
 try:
     import idna
@@ -128,68 +130,6 @@ class Normalized:
 
 
 # --------------------------------------------------------------------------------------------------------
-# Refanging and trimming
-
-# Every character str.isspace() accepts, spelt out because str.strip(chars) has no "whitespace" shorthand.
-_WHITESPACE = (
-    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
-    "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
-)
-# Invisible characters that come along when values are copied out of reports, chats and web pages.
-_ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff\u180e\u00ad"
-_ZERO_WIDTH_TABLE = dict.fromkeys(map(ord, _ZERO_WIDTH))
-_TRIM = _WHITESPACE + _ZERO_WIDTH
-_QUOTES = "\"'`\u2018\u2019\u201c\u201d"
-_STRIP = _TRIM + _QUOTES + "<>"
-# Enclosing pairs removed from values that are otherwise kept verbatim (filename, mutex, ...).
-_PAIRS = {'"': '"', "'": "'", "`": "`", "<": ">", "\u201c": "\u201d", "\u2018": "\u2019"}
-
-_MARKER_RE = re.compile(r"\s*[\[({]\s*(\.|dot|:|://|at|@)\s*[\])}]\s*", re.IGNORECASE)
-_MARKERS = {".": ".", "dot": ".", ":": ":", "://": "://", "at": "@", "@": "@"}
-_HXXP_RE = re.compile(r"\b(?:hxxp(s?)|(fxp))(?=:)", re.IGNORECASE)
-
-
-def _marker(m: re.Match[str]) -> str:
-    return _MARKERS[m.group(1).lower()]
-
-
-def _hxxp(m: re.Match[str]) -> str:
-    return "ftp" if m.group(2) else "http" + m.group(1).lower()
-
-
-def _refang_once(s: str) -> str:
-    if not s.isascii():
-        s = s.translate(_ZERO_WIDTH_TABLE)
-    s = s.strip(_STRIP)
-    # Substring tests are far cheaper than a regex scan and almost every value has no defanging at all.
-    if "[" in s or "(" in s or "{" in s:
-        s = _MARKER_RE.sub(_marker, s)
-    if "x" in s or "X" in s:
-        s = _HXXP_RE.sub(_hxxp, s)
-    return s
-
-
-def refang(text: str) -> str:
-    """Undo defanging (hxxp, [.], (dot), [at], ...); trim whitespace, quotes, <>, zero-width chars."""
-    # Repeat until stable so that refang(refang(x)) == refang(x), which keeps normalize idempotent;
-    # a value with nothing to undo costs one pass.
-    s = text
-    while True:
-        again = _refang_once(s)
-        if again == s:
-            return again
-        s = again
-
-
-def _trim_opaque(s: str) -> str:
-    """Trim a value that is otherwise kept verbatim: outer whitespace, zero-width chars, matching quotes."""
-    s = s.strip(_TRIM)
-    while len(s) >= 2 and _PAIRS.get(s[0]) == s[-1]:
-        s = s[1:-1].strip(_TRIM)
-    return s
-
-
-# --------------------------------------------------------------------------------------------------------
 # Shapes used for detection (compiled once; re.ASCII so that \d never matches other scripts' digits)
 
 _HEX_RE = re.compile(r"[0-9a-fA-F]+")
@@ -215,11 +155,7 @@ _SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*)://")
 _URL_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*)://([^/?#]*)(.*)", re.DOTALL)
 _SCHEMELESS_RE = re.compile(r"([^/?#]+)[/?#]")
 _URL_FORBIDDEN_RE = re.compile(r"[\x00-\x20\x7f]")
-_BASE58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-_BASE58_RE = re.compile(rf"[{_BASE58_ALPHABET}]+")
-_BASE58_INDEX = {c: i for i, c in enumerate(_BASE58_ALPHABET)}
-_BECH32_ALPHABET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
-_BECH32_INDEX = {c: i for i, c in enumerate(_BECH32_ALPHABET)}
+_BASE58_RE = re.compile(rf"[{BASE58_ALPHABET}]+")
 _HIVES = {
     "HKLM": "HKEY_LOCAL_MACHINE",
     "HKCU": "HKEY_CURRENT_USER",
@@ -317,9 +253,9 @@ def _detect(s: str) -> IndicatorType | None:
     if ("/" in s or "?" in s or "#" in s) and _is_schemeless_url(s):
         return IndicatorType.url
     # Base58 and bech32 shapes are weak (any alphanumeric token fits), so only a valid checksum counts.
-    if c0 in "13" and 25 <= n <= 34 and _base58_error(s) is None:
+    if c0 in "13" and 25 <= n <= 34 and base58_error(s) is None:
         return IndicatorType.btc_address
-    if c0 in "bB" and 14 <= n <= 90 and s[:3].lower() == "bc1" and _bech32_error(s) is None:
+    if c0 in "bB" and 14 <= n <= 90 and s[:3].lower() == "bc1" and bech32_error(s) is None:
         return IndicatorType.btc_address
     if (c0 in "hHcC\\") and _REGISTRY_SHAPE_RE.match(s):
         return IndicatorType.registry_key
@@ -638,7 +574,7 @@ def _registry_key(s: str) -> str:
     # Key names cannot be empty or contain '\', so doubled and trailing backslashes carry no meaning
     # (they come from escaped strings); collapse them until stable, trimming what that exposes.
     while True:
-        collapsed = "\\".join(part for part in s.split("\\") if part).strip(_TRIM)
+        collapsed = "\\".join(part for part in s.split("\\") if part).strip(TRIM)
         if collapsed == s:
             break
         s = collapsed
@@ -672,92 +608,12 @@ def _stix_pattern(s: str) -> str:
     return s
 
 
-def _base58_error(s: str) -> str | None:
-    """None when s is a valid base58check P2PKH/P2SH mainnet address, else what is wrong."""
-    if not 25 <= len(s) <= 34:
-        return "base58 addresses have 25-34 characters"
-    number = 0
-    for c in s:
-        digit = _BASE58_INDEX.get(c)
-        if digit is None:
-            return f"{c!r} is not a base58 character"
-        number = number * 58 + digit
-    zeros = len(s) - len(s.lstrip("1"))  # each leading '1' is a leading zero byte
-    raw = b"\x00" * zeros + number.to_bytes((number.bit_length() + 7) // 8, "big")
-    if len(raw) != 25:
-        return "does not decode to 25 bytes"
-    payload, checksum = raw[:21], raw[21:]
-    if hashlib.sha256(hashlib.sha256(payload).digest()).digest()[:4] != checksum:
-        return "bad base58check checksum"
-    if (payload[0], s[0]) not in ((0x00, "1"), (0x05, "3")):
-        return "version byte is not P2PKH (1...) or P2SH (3...)"
-    return None
-
-
-_BECH32_GENERATOR = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
-_BECH32_CONST = 1
-_BECH32M_CONST = 0x2BC830A3
-
-
-def _bech32_polymod(values: Iterable[int]) -> int:
-    chk = 1
-    for value in values:
-        top = chk >> 25
-        chk = (chk & 0x1FFFFFF) << 5 ^ value
-        for i, generator in enumerate(_BECH32_GENERATOR):
-            if (top >> i) & 1:
-                chk ^= generator
-    return chk
-
-
-def _bech32_error(s: str) -> str | None:
-    """None when s is a valid bech32/bech32m segwit mainnet address (BIP 173, BIP 350), else what is wrong."""
-    if s != s.lower() and s != s.upper():
-        return "mixed case"
-    s = s.lower()
-    if not s.startswith("bc1"):
-        return "segwit addresses start with bc1"
-    if not 14 <= len(s) <= 90:
-        return "segwit addresses have 14-90 characters"
-    data: list[int] = []
-    for c in s[3:]:
-        digit = _BECH32_INDEX.get(c)
-        if digit is None:
-            return f"{c!r} is not a bech32 character"
-        data.append(digit)
-    hrp_expanded = [3, 3, 0, 2, 3]  # "bc": high bits, 0, low bits
-    const = _bech32_polymod(hrp_expanded + data)
-    if const not in (_BECH32_CONST, _BECH32M_CONST):
-        return "bad bech32 checksum"
-    version, program5 = data[0], data[1:-6]
-    if version > 16:
-        return "witness version above 16"
-    # Regroup 5-bit words into bytes; leftover bits must be fewer than 5 and all zero.
-    acc = bits = 0
-    program: list[int] = []
-    for word in program5:
-        acc = (acc << 5) | word
-        bits += 5
-        if bits >= 8:
-            bits -= 8
-            program.append((acc >> bits) & 0xFF)
-    if bits >= 5 or (acc << (8 - bits)) & 0xFF:
-        return "bad padding in witness program"
-    if not 2 <= len(program) <= 40:
-        return "witness program must be 2-40 bytes"
-    if version == 0 and len(program) not in (20, 32):
-        return "version 0 witness program must be 20 or 32 bytes"
-    if (const == _BECH32_CONST) != (version == 0):
-        return "checksum variant does not match witness version (bech32 for v0, bech32m after)"
-    return None
-
-
 def _btc_address(s: str) -> str:
     if s[:3].lower() == "bc1":
-        error = _bech32_error(s)
+        error = bech32_error(s)
         normal = s.lower()
     elif s[0] in "13":
-        error = _base58_error(s)
+        error = base58_error(s)
         normal = s
     else:
         error = "expected a mainnet address starting with 1, 3 or bc1"
@@ -837,7 +693,7 @@ def normalize(value: str, type: str | None = None) -> Normalized:
     kind = _AUTO if type is None else _resolve_type(type)
 
     if isinstance(kind, IndicatorType) and kind in _OPAQUE:
-        s = _trim_opaque(value)
+        s = trim_opaque(value)
         if not s:
             raise InvalidIndicator("value is empty", kind)
         if len(s) > MAX_LENGTH:
@@ -855,7 +711,7 @@ def normalize(value: str, type: str | None = None) -> Normalized:
             raise InvalidIndicator("cannot tell the type of this value; give `type`")
         if detected is IndicatorType.registry_key:
             # Detected on the refanged text, but normalized like an explicit registry-key: verbatim.
-            s = _trim_opaque(value)
+            s = trim_opaque(value)
             if len(s) > MAX_LENGTH:
                 raise _too_long()
         kind = detected
