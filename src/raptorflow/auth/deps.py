@@ -57,7 +57,7 @@ async def _api_key_principal(request: Request, session: AsyncSession, secret: st
         raise Unauthorized("The API key is malformed.")
     repo = IdentityRepository(session)
     cache: ApiKeyCache = request.app.state.api_key_cache
-    key = await cache.get(lookup)
+    key, first_use = await cache.get_and_touch(lookup)
     if key is None:
         row = await repo.api_key_by_lookup(lookup)
         key = KeyRecord.of(row) if row is not None else None
@@ -76,7 +76,7 @@ async def _api_key_principal(request: Request, session: AsyncSession, secret: st
             raise Forbidden("This API key cannot be used from this address.") from None
         if not any(address in ipaddress.ip_network(net, strict=False) for net in key.allowed_ips):
             raise Forbidden("This API key cannot be used from this address.")
-    if await cache.should_touch(key, now):
+    if cache.should_touch(key, now, first_use):
         await bind_org(session, key.org_id)
         await repo.touch_api_key(key.id, key.org_id, now)
     return Principal(

@@ -85,16 +85,26 @@ class ApiKeyCache:
     def __init__(self, redis: Redis | None) -> None:
         self.redis = redis
 
-    async def get(self, lookup: str) -> KeyRecord | None:
-        """A cached record, or None (miss, no Redis, or Redis down)."""
+    async def get_and_touch(self, lookup: str) -> tuple[KeyRecord | None, bool | None]:
+        """The cached record (or None) and whether this call is the first use this minute, in one round trip.
+
+        The second item is None when Redis cannot say (not configured or down).
+        """
         if self.redis is None:
-            return None
+            return None, None
         try:
-            raw = await self.redis.get(PREFIX + lookup)
-            return KeyRecord.loads(bytes(raw, "utf-8") if isinstance(raw, str) else raw) if raw else None
-        except (RedisError, OSError, TimeoutError, ValueError, KeyError) as exc:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.get(PREFIX + lookup)
+            pipe.set(TOUCH_PREFIX + lookup, b"1", nx=True, ex=self.TOUCH_EVERY_S)
+            raw, first = await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
             log.warning("apikey_cache.unavailable", error=type(exc).__name__)
-            return None
+            return None, None
+        try:
+            record = KeyRecord.loads(raw) if raw else None
+        except (ValueError, KeyError):
+            record = None
+        return record, bool(first)
 
     async def put(self, lookup: str, record: KeyRecord) -> None:
         """Remember a record for TTL_S seconds."""
@@ -105,19 +115,12 @@ class ApiKeyCache:
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("apikey_cache.unavailable", error=type(exc).__name__)
 
-    async def should_touch(self, record: KeyRecord, now: datetime) -> bool:
+    def should_touch(self, record: KeyRecord, now: datetime, first_use: bool | None) -> bool:
         """Whether to write last_used_at now (at most once a minute per key across all processes)."""
-        if self.redis is None:
-            return (
-                record.last_used_at is None
-                or (now - record.last_used_at).total_seconds() > self.TOUCH_EVERY_S
-            )
-        try:
-            return bool(
-                await self.redis.set(TOUCH_PREFIX + str(record.id), b"1", nx=True, ex=self.TOUCH_EVERY_S)
-            )
-        except (RedisError, OSError, TimeoutError):
-            return False
+        if first_use is not None:
+            return first_use
+        last = record.last_used_at
+        return last is None or (now - last).total_seconds() > self.TOUCH_EVERY_S
 
     async def forget(self, lookups: Iterable[str]) -> None:
         """Drop cached records (after a revoke or an org deletion)."""

@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from raptorflow.kit.db import dialect_name
-from raptorflow.kit.tenancy import TenantRepository
+from raptorflow.kit.tenancy import SelectT, TenantRepository
 from raptorflow.models import AttackObject, Indicator, IndicatorHistory, Organization, Project, Workspace
 
 _UNNEST_COLUMNS = {
@@ -70,6 +70,20 @@ SQLITE_KEY_CHUNK = 5_000
 PG_SEARCH_EXPR = "lower(indicators.value || ' ' || indicators.description || ' ' || (indicators.tags)::text)"
 
 
+def match_keys(stmt: SelectT, keys: Sequence[tuple[str, str]], *, postgres: bool) -> SelectT:
+    """Restrict a SELECT on indicators to (type, value) keys: an unnest join on PostgreSQL, IN elsewhere."""
+    if len(keys) == 1:
+        return stmt.where(Indicator.type == keys[0][0], Indicator.value == keys[0][1])
+    if postgres:
+        text_array = postgresql.ARRAY(String)
+        wanted = select(
+            func.unnest(cast(bindparam("t", [k[0] for k in keys]), text_array)).label("t"),
+            func.unnest(cast(bindparam("v", [k[1] for k in keys]), text_array)).label("v"),
+        ).subquery()
+        return stmt.join(wanted, and_(Indicator.type == wanted.c.t, Indicator.value == wanted.c.v))
+    return stmt.where(tuple_(Indicator.type, Indicator.value).in_(keys))
+
+
 class IndicatorRepository(TenantRepository):
     """Indicators of one organization."""
 
@@ -91,21 +105,7 @@ class IndicatorRepository(TenantRepository):
             return found
         chunk = len(keys) if self.postgres else SQLITE_KEY_CHUNK
         for start in range(0, len(keys), chunk):
-            part = keys[start : start + chunk]
-            if self.postgres:
-                types = [k[0] for k in part]
-                values = [k[1] for k in part]
-                wanted = (
-                    select(
-                        func.unnest(cast(bindparam("t", types), postgresql.ARRAY(String))).label("t"),
-                        func.unnest(cast(bindparam("v", values), postgresql.ARRAY(String))).label("v"),
-                    )
-                ).subquery()
-                stmt = select(Indicator).join(
-                    wanted, and_(Indicator.type == wanted.c.t, Indicator.value == wanted.c.v)
-                )
-            else:
-                stmt = select(Indicator).where(tuple_(Indicator.type, Indicator.value).in_(part))
+            stmt = match_keys(select(Indicator), keys[start : start + chunk], postgres=self.postgres)
             rows = await self.session.scalars(self.scoped(stmt))
             for row in rows:
                 found[(row.type, row.value)] = row

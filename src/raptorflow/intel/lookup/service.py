@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from raptorflow.auth.principal import OrgContext
 from raptorflow.intel.indicators.normalize import InvalidIndicator, normalize
-from raptorflow.intel.indicators.repository import IndicatorRepository
 from raptorflow.intel.indicators.scoring import effective_score
 from raptorflow.intel.lookup.repository import LookupRepository
 from raptorflow.kit.db import utcnow
@@ -20,7 +19,6 @@ class LookupService:
     """Answers lookups for one org."""
 
     def __init__(self, session: AsyncSession, ctx: OrgContext) -> None:
-        self.indicators = IndicatorRepository(session, ctx.org_id)
         self.links = LookupRepository(session, ctx.org_id)
 
     async def lookup(self, values: Sequence[str], *, include_expired: bool = False) -> list[dict[str, Any]]:
@@ -55,14 +53,17 @@ class LookupService:
                 }
             )
         wanted = list({k for k in keys if k is not None})
-        rows = await self.indicators.by_keys(wanted)
+        rows, settings = await self.links.find(wanted)
         now = utcnow()
         live = {
-            key: row
-            for key, row in rows.items()
+            (row.type, row.value): row
+            for row in rows
             if row.archived_at is None
             and (include_expired or row.valid_until is None or row.valid_until > now)
         }
+        half_lives = (
+            settings.get("half_life_days") if isinstance(settings.get("half_life_days"), dict) else {}
+        )
         related: dict[Any, dict[str, list[dict[str, Any]]]] = defaultdict(
             lambda: {"actors": [], "campaigns": []}
         )
@@ -72,7 +73,6 @@ class LookupService:
             ):
                 bucket = "actors" if kind == "threat-actor" else "campaigns"
                 related[indicator_id][bucket].append({"id": obj_id, "name": name, "relationship_type": rel})
-            half_lives = await self.indicators.half_lives()
         for key, answer in zip(keys, answers, strict=True):
             row = live.get(key) if key is not None else None
             if row is None:
