@@ -4,12 +4,13 @@
 through Schemathesis' pytest integration (`schema.parametrize()` on `schemathesis.openapi.from_dict`).
 Every request carries `Authorization: Bearer <owner's token>` and `X-Organization-ID: <owner's org>`.
 Path ids (`org_id`, and the org's member, invitation, workspace and API key, and a spare session of the
-owner) name the tenant's own resources in 3 fuzzed examples out of 4, and in every coverage-phase case
-whose id is a well-formed UUID, so authorization passes and the handlers run.
+owner, and whatever fuzzed requests created, from their `Location`), and ids under those names in
+bodies (`project_id`, `user_id`...), name the tenant's own resources in 3 fuzzed examples out of 4 and
+in every coverage-phase case whose id is a well-formed UUID, so authorization passes and handlers run.
 
 Nothing is excluded: destructive operations (delete the org or the account, leave, transfer ownership,
-any DELETE) are fuzzed too; after one succeeds the tenant is provisioned again (a new org, or a new owner
-when the account is gone), so later examples still act as a signed-in owner.
+delete a provisioned resource) are fuzzed too; after one succeeds the tenant is provisioned again (a new
+org, or a new owner when the account is gone), so later examples still act as a signed-in owner.
 
 The document fuzzed is the served one with two documented corrections (`corrected_document`): problem+json
 error responses and the `org_id` path parameter. `test_served_document_needs_no_corrections` is strictly
@@ -35,6 +36,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import jsonschema_rs
@@ -90,6 +92,8 @@ class Tenant:
     member_email: str = ""
     org_id: str = ""
     ids: dict[str, str] = field(default_factory=dict)
+    # Ids of what fuzzed requests created in the org (from `Location`), by path parameter name.
+    learned: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -132,6 +136,32 @@ class Tenant:
         )
         assert key.status_code == 201, key.text
         self.ids["key_id"] = key.json()["id"]
+        await self.seed_intel()
+
+    async def seed_intel(self) -> None:
+        """Best effort (these routes are young): an indicator with a sighting, a vulnerability and a
+        relationship between them, whose ids path parameters and bodies are then aimed at."""
+        self.learned.clear()
+        created = {}
+        for name, path, body in (
+            ("indicator", "/api/v1/indicators", {"value": "203.0.113.7", "tags": ["fuzz"]}),
+            ("vulnerability", "/api/v1/vulnerabilities", {"cve_id": "CVE-2024-12345"}),
+        ):
+            response = await self.http.post(path, json=body, headers=self.headers)
+            if response.status_code == 201:
+                self.learn(response)
+                created[name] = response.json()["id"]
+        if "indicator" in created:
+            self.learned.setdefault("object_id", []).append(created["indicator"])
+            sighting = f"/api/v1/indicators/{created['indicator']}/sightings"
+            self.learn(await self.http.post(sighting, json={"where": "fuzz"}, headers=self.headers))
+        if len(created) == 2:
+            link = {
+                "source_id": created["indicator"],
+                "target_id": created["vulnerability"],
+                "relationship_type": "related-to",
+            }
+            self.learn(await self.http.post("/api/v1/relationships", json=link, headers=self.headers))
 
     async def recover(self) -> None:
         """Provision again after a destructive call succeeded: a new owner if the account is gone."""
@@ -143,7 +173,43 @@ class Tenant:
             await self.create_org()
 
     def own_ids(self) -> dict[str, str]:
-        return {"org_id": self.org_id, **self.ids}
+        latest = {name: values[-1] for name, values in self.learned.items() if values}
+        return {**latest, "org_id": self.org_id, **self.ids}
+
+    def notice(self, case: Any, response: Any) -> bool:
+        """Keep track of what a fuzzed request did; whether the tenant must be provisioned again (its
+        account, its org, its membership or a provisioned resource is gone)."""
+        if not 200 <= response.status_code < 300:
+            return False
+        self.learn(response)
+        method, path = case.method.upper(), case.path
+        if (
+            path.endswith(("/leave", "/transfer-ownership"))
+            or f"{method} {path}" == "DELETE /api/v1/users/me"
+        ):
+            return True
+        if method != "DELETE":
+            return False
+        gone = set((case.path_parameters or {}).values())
+        for values in self.learned.values():
+            values[:] = [value for value in values if value not in gone]
+        provisioned = {self.org_id, *self.ids.values()} - {self.ids["session_id"]}
+        return bool(gone & provisioned)
+
+    def learn(self, response: Any) -> None:
+        """Remember the ids in the `Location` of what a request created (`/api/v1/projects/{project_id}`)."""
+        found = [value for name, value in response.headers.items() if name.lower() == "location"]
+        if not 200 <= response.status_code < 300 or not found:
+            return
+        location = found[0][0] if isinstance(found[0], list) else found[0]
+        path = urlsplit(location).path
+        for pattern, _ in _TEMPLATES:
+            match = pattern.fullmatch(path)
+            if match:
+                fixed = ("org_id", *self.ids)
+                for name, value in match.groupdict().items():
+                    if name not in fixed and _aimable(value):
+                        self.learned.setdefault(name, []).append(value)
 
 
 # --- transport: Schemathesis speaks `requests`; the app lives on pytest-asyncio's session loop -------
@@ -345,20 +411,37 @@ def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any] | None
     return _mostly(path_parameters, _aimed(path_parameters, _current[-1].tenant.own_ids()))
 
 
+def _with_own_ids(value: Any, own: dict[str, str]) -> Any:
+    """`value` with the ids it holds under a known name (`project_id`, `user_id`...) made the tenant's."""
+    if isinstance(value, dict):
+        return {
+            name: own[name] if name in own and _aimable(item) else _with_own_ids(item, own)
+            for name, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_with_own_ids(item, own) for item in value]
+    return value
+
+
 @schema.hook
 def flatmap_body(context: Any, body: Any) -> Any:
-    """In 3 fuzzed examples out of 4, a `user_id` in a body (transfer-ownership) names the org's member."""
-    if not isinstance(body, dict):
+    """In 3 fuzzed examples out of 4, ids in a body (`user_id`, `project_id`...) name the tenant's."""
+    aimed = _with_own_ids(body, _current[-1].tenant.own_ids())
+    if aimed == body:
         return st.just(body)
-    return _mostly(body, _aimed(body, {"user_id": _current[-1].tenant.ids["user_id"]}))
+    return st.sampled_from([True, True, True, False]).map(lambda use: aimed if use else body)
 
 
 def _aim_explicit_case(case: Any, tenant: Tenant) -> None:
     """Examples and coverage cases are built at collection, before the tenant exists: aim their ids now
     (well-formed UUIDs only, so the malformed ids of negative cases stay as generated)."""
-    if case.meta is None or case.meta.phase.name.value == "fuzzing" or not case.path_parameters:
+    if case.meta is None or case.meta.phase.name.value == "fuzzing":
         return
-    case.path_parameters.update(_aimed(case.path_parameters, tenant.own_ids()))
+    own = tenant.own_ids()
+    if case.path_parameters:
+        case.path_parameters = {**case.path_parameters, **_aimed(case.path_parameters, own)}
+    if isinstance(case.body, dict | list):
+        case.body = _with_own_ids(case.body, own)
 
 
 _NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
@@ -473,7 +556,7 @@ def _valid_once_stripped(case: Any) -> bool:
 
 def _template(path: str) -> re.Pattern[str]:
     parts = re.split(r"(\{[^/]+?\})", path)
-    return re.compile("".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts))
+    return re.compile("".join(f"(?P<{p[1:-1]}>[^/]+)" if p.startswith("{") else re.escape(p) for p in parts))
 
 
 _TEMPLATES = [(_template(path), {m.upper() for m in ops}) for path, ops in schema.raw_schema["paths"].items()]
@@ -537,11 +620,6 @@ def _elsewhere(case: Any, sqlite: bool) -> bool:
     return (not negative and POSTGRES_UP) if sqlite else negative
 
 
-def _destructive(case: Any) -> bool:
-    """Succeeding, these change who the tenant is or what it owns."""
-    return case.method.upper() == "DELETE" or case.path.endswith(("/leave", "/transfer-ownership"))
-
-
 @schema.parametrize()
 @settings(
     max_examples=EXAMPLES,
@@ -557,7 +635,10 @@ def test_api(case: Any, fuzz_env: FuzzEnv) -> None:
     _aim_explicit_case(case, tenant)
     headers = tenant.headers
     response = case.call(base_url=BASE_URL, session=fuzz_env.session, headers=headers)
-    if _destructive(case) and response.status_code < 300:
+    if os.environ.get("FUZZ_STATS"):  # TEMP
+        with open(os.environ["FUZZ_STATS"], "a") as fh:  # TEMP
+            fh.write(f"{case.operation.label}\t{response.status_code}\t{'pg' if not fuzz_env.sqlite else 'sq'}\n")  # TEMP
+    if tenant.notice(case, response):
         fuzz_env.loop.run_until_complete(tenant.recover())
     case.validate_response(
         response,

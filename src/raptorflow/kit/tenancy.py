@@ -19,10 +19,14 @@ ORG_SETTING = "app.org_id"
 SCOPE_SETTING = "app.scope"
 
 
+_SET_ORG = text(f"SELECT set_config('{ORG_SETTING}', :v, true)")
+
+
 async def bind_org(session: AsyncSession, org_id: uuid.UUID) -> None:
     """Make `org_id` the tenant of this transaction (PostgreSQL RLS reads it; SQLite has no RLS)."""
     if dialect_name(session) == "postgresql":
-        await session.execute(text("SELECT set_config(:k, :v, true)"), {"k": ORG_SETTING, "v": str(org_id)})
+        # On the connection rather than the ORM session: this runs on every request.
+        await (await session.connection()).execute(_SET_ORG, {"v": str(org_id)})
 
 
 @asynccontextmanager
