@@ -637,7 +637,9 @@ def test_api(case: Any, fuzz_env: FuzzEnv) -> None:
     response = case.call(base_url=BASE_URL, session=fuzz_env.session, headers=headers)
     if os.environ.get("FUZZ_STATS"):  # TEMP
         with open(os.environ["FUZZ_STATS"], "a") as fh:  # TEMP
-            fh.write(f"{case.operation.label}\t{response.status_code}\t{'pg' if not fuzz_env.sqlite else 'sq'}\n")  # TEMP
+            fh.write(
+                f"{case.operation.label}\t{response.status_code}\t{'pg' if not fuzz_env.sqlite else 'sq'}\n"
+            )  # TEMP
     if tenant.notice(case, response):
         fuzz_env.loop.run_until_complete(tenant.recover())
     case.validate_response(

@@ -181,3 +181,17 @@ async def test_database_conflicts_are_409_problems(database_url: str) -> None:
     assert response.status_code == 409
     assert response.headers["content-type"] == PROBLEM
     assert "duplicate key" not in response.text and "INSERT" not in response.text
+
+
+def test_ids_are_time_ordered_uuid7() -> None:
+    import time
+
+    from raptorflow.kit.db import new_id
+
+    first = new_id()
+    time.sleep(0.002)
+    later = [new_id() for _ in range(1000)]
+    assert first.version == 7 and first.variant == "specified in RFC 4122"
+    assert all(first < x for x in later)
+    assert len(set(later)) == 1000
+    assert abs(int(first.hex[:12], 16) - time.time_ns() // 1_000_000) < 5_000

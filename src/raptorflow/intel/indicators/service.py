@@ -129,14 +129,13 @@ class IndicatorService:
                 first.duplicates.append(p.index)
                 _fold(first, p)
 
+        # Insert first: a batch of new indicators (the common ingest case) costs one statement; only the
+        # keys that already existed are read back for merging.
         keys = list(unique)
-        existing = await self.repo.by_keys(keys)
-        new_rows = [self._new_row(unique[k], now) for k in keys if k not in existing]
+        new_rows = [self._new_row(unique[k], now) for k in keys]
         new_ids = {(r["type"], r["value"]): r["id"] for r in new_rows}
         inserted = await self.repo.insert_new(new_rows)
-        raced = [k for k in keys if k not in existing and k not in inserted]
-        if raced:
-            existing.update(await self.repo.by_keys(raced))
+        existing = await self.repo.by_keys([k for k in keys if k not in inserted])
         updates, history = self._merges(unique, existing, now)
         await self.repo.update_rows(updates)
         await self.repo.add_history(history)
