@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, ValidationInfo, field_validator
 
 from raptorflow.auth.permissions import Role
 
@@ -18,6 +18,21 @@ class Input(BaseModel):
     """Base of request bodies: unknown fields are refused (no mass assignment)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_numbers_for_dates(cls, value: Any, info: ValidationInfo) -> Any:
+        # Pydantic's lax mode reads 1700000000 as a date; an API client sending a number meant something else.
+        if isinstance(value, int | float) and info.field_name and _is_datetime_field(cls, info.field_name):
+            raise ValueError("expected an RFC 3339 date-time string, e.g. 2026-01-01T00:00:00Z")
+        return value
+
+
+def _is_datetime_field(model: type[BaseModel], name: str) -> bool:
+    field = model.model_fields.get(name)
+    if field is None:
+        return False
+    return "datetime" in str(field.annotation).lower()
 
 
 class UserOut(BaseModel):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -16,6 +15,7 @@ from raptorflow.auth.principal import OrgContext
 from raptorflow.kit.deps import SessionDep
 from raptorflow.kit.errors import InvalidInput
 from raptorflow.kit.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
+from raptorflow.kit.types import RFC3339
 
 router = APIRouter(prefix="/api/v1/organizations/{org_id}/audit-log", tags=["audit"])
 
@@ -27,8 +27,8 @@ async def audit_log(
     action: Annotated[str | None, Query(max_length=64)] = None,
     actor_user_id: uuid.UUID | None = None,
     target_id: Annotated[str | None, Query(max_length=128)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: RFC3339 | None = None,
+    until: RFC3339 | None = None,
     limit: LimitParam = 100,
     cursor: CursorParam = None,
 ) -> Page[AuditEntryOut]:

@@ -32,6 +32,7 @@ from raptorflow.kit.db import utcnow
 from raptorflow.kit.deps import SessionDep
 from raptorflow.kit.errors import InvalidInput
 from raptorflow.kit.pagination import CursorParam, LimitParam
+from raptorflow.kit.types import RFC3339
 from raptorflow.kit.web import ORJSONResponse
 
 router = APIRouter(prefix="/api/v1/indicators", tags=["indicators"])
@@ -86,10 +87,10 @@ async def list_indicators(
     tlp: TLP | None = None,
     min_score: Annotated[int | None, Query(ge=0, le=100)] = None,
     max_score: Annotated[int | None, Query(ge=0, le=100)] = None,
-    first_seen_after: datetime | None = None,
-    first_seen_before: datetime | None = None,
-    last_seen_after: datetime | None = None,
-    last_seen_before: datetime | None = None,
+    first_seen_after: RFC3339 | None = None,
+    first_seen_before: RFC3339 | None = None,
+    last_seen_after: RFC3339 | None = None,
+    last_seen_before: RFC3339 | None = None,
     false_positive: bool | None = None,
     archived: bool = False,
     expired: bool | None = None,
