@@ -63,7 +63,8 @@ def indicator_values(n: int, seed: int) -> list[str]:
             out.append(f"{rnd.getrandbits(256):064x}")
         else:
             out.append(f"{rnd.getrandbits(128):032x}")
-    return out
+    # Random IPs and hashes can repeat; a bench of N indicators needs N distinct values.
+    return list(dict.fromkeys(out))
 
 
 def run_wrk(

@@ -57,8 +57,10 @@ class TenantRepository:
 
 
 APP_ROLE = "raptorflow_app"
+# The org side is a uuid compared with a stable expression, so the planner can use org_id indexes
+# under RLS (comparing org_id::text could not); NULLIF turns an unset setting into "no org".
 _VISIBLE = (
-    f"(org_id::text = current_setting('{ORG_SETTING}', true)"
+    f"(org_id = NULLIF(current_setting('{ORG_SETTING}', true), '')::uuid"
     f" OR current_setting('{SCOPE_SETTING}', true) = 'system')"
 )
 
@@ -78,6 +80,11 @@ def create_app_role_sql() -> list[str]:
         f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {APP_ROLE}",
         f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {APP_ROLE}",
     ]
+
+
+def replace_tenant_policy_sql(table: str) -> list[str]:
+    """Recreate a tenant table's isolation policy with the current expression."""
+    return [f"DROP POLICY IF EXISTS tenant_isolation ON {table}", *tenant_rls_sql(table)[1:]]
 
 
 def tenant_rls_sql(table: str) -> list[str]:

@@ -66,6 +66,8 @@ _PG_BULK_INSERT = text(
 )
 # SQLite allows 32,766 bound parameters per statement; two per (type, value) key plus slack.
 SQLITE_KEY_CHUNK = 5_000
+# Substring search considers at most this many matches (then sorts them): broad terms stay fast.
+SEARCH_CANDIDATES = 2_000
 # The expression the PostgreSQL trigram index covers (see the intel-core migration).
 PG_SEARCH_EXPR = "lower(indicators.value || ' ' || indicators.description || ' ' || (indicators.tags)::text)"
 
@@ -273,9 +275,12 @@ class IndicatorRepository(TenantRepository):
         needle = q.lower()
         if self.postgres:
             pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            return self.scoped(select(Indicator)).where(
-                text(f"{PG_SEARCH_EXPR} LIKE :pattern").bindparams(pattern=pattern)
+            # The trigram index is reached through a security-definer function (RLS would force a
+            # sequential scan); it returns at most SEARCH_CANDIDATES matches of the bound org.
+            found = func.raptorflow_search_indicators(pattern, SEARCH_CANDIDATES).table_valued(
+                "id", "created_at"
             )
+            return self.scoped(select(Indicator)).where(Indicator.id.in_(select(found.c.id)))
         if len(needle) >= 3:
             phrase = '"' + needle.replace('"', '""') + '"'
             hits: Select[Any] = (

@@ -6,7 +6,20 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, String, Uuid, and_, bindparam, cast, func, literal, select, tuple_, union_all
+from sqlalchemy import (
+    Row,
+    String,
+    Uuid,
+    and_,
+    any_,
+    bindparam,
+    cast,
+    func,
+    literal,
+    select,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql
 
 from raptorflow.intel.indicators.repository import SQLITE_KEY_CHUNK
@@ -43,8 +56,11 @@ _FIND_MANY_PG = _BASE.join(_WANTED, and_(Indicator.type == _WANTED.c.t, Indicato
 _FIND_MANY_OTHER = _BASE.where(tuple_(Indicator.type, Indicator.value).in_(bindparam("keys", expanding=True)))
 
 
-def _related_statement() -> Any:
-    ids: Any = bindparam("ids", expanding=True)
+def _related_statement(postgres: bool) -> Any:
+    # PostgreSQL takes the ids as one array parameter; elsewhere an expanding IN list.
+    ids: Any = (
+        bindparam("ids", type_=postgresql.ARRAY(Uuid())) if postgres else bindparam("ids", expanding=True)
+    )
     parts = []
     for model, kind in ((ThreatActor, "threat-actor"), (Campaign, "campaign")):
         for near, far, far_type in (
@@ -54,12 +70,18 @@ def _related_statement() -> Any:
             parts.append(
                 select(near, literal(kind), model.id, model.name, Relationship.relationship_type)
                 .join(model, model.id == far)
-                .where(Relationship.org_id == _ORG, model.org_id == _ORG, near.in_(ids), far_type == kind)
+                .where(
+                    Relationship.org_id == _ORG,
+                    model.org_id == _ORG,
+                    near == any_(ids) if postgres else near.in_(ids),
+                    far_type == kind,
+                )
             )
     return union_all(*parts)
 
 
-_RELATED = _related_statement()
+_RELATED_PG = _related_statement(postgres=True)
+_RELATED_OTHER = _related_statement(postgres=False)
 
 
 class LookupRepository(TenantRepository):
@@ -95,9 +117,12 @@ class LookupRepository(TenantRepository):
         """(indicator, kind, object id, name, relationship type): actors and campaigns linked either way."""
         conn = await self.session.connection()
         out: list[tuple[uuid.UUID, str, uuid.UUID, str, str]] = []
-        # Four uses of the id list per statement; both drivers cap bound parameters near 32k.
+        if dialect_name(self.session) == "postgresql":
+            result = await conn.execute(_RELATED_PG, {"org_id": self.org_id, "ids": list(indicator_ids)})
+            return [(a, b, c, d, e) for a, b, c, d, e in result.all()]
+        # Four uses of the id list per statement; SQLite caps bound parameters near 32k.
         for start in range(0, len(indicator_ids), ID_CHUNK):
             chunk = list(indicator_ids[start : start + ID_CHUNK])
-            result = await conn.execute(_RELATED, {"org_id": self.org_id, "ids": chunk})
+            result = await conn.execute(_RELATED_OTHER, {"org_id": self.org_id, "ids": chunk})
             out += [(a, b, c, d, e) for a, b, c, d, e in result.all()]
         return out
