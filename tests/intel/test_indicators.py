@@ -378,3 +378,23 @@ async def test_delete_detaches_relationships(client: httpx.AsyncClient, analyst:
         "items"
     ]
     assert left == []
+
+
+async def test_deleting_an_actor_detaches_its_relationships(
+    client: httpx.AsyncClient, analyst: tuple[Actor, str]
+) -> None:
+    actor, org = analyst
+    h = actor.in_org(org)
+    ind = (await _create(client, actor, org, value="actor-linked.example")).json()
+    apt = (await client.post("/api/v1/threat-actors", json={"name": "APT Detach"}, headers=h)).json()
+    rel = await client.post(
+        "/api/v1/relationships",
+        json={"source_id": ind["id"], "target_id": apt["id"], "relationship_type": "indicates"},
+        headers=h,
+    )
+    assert rel.status_code == 201, rel.text
+    assert (await client.delete(f"/api/v1/threat-actors/{apt['id']}", headers=h)).status_code == 204
+    left = (await client.get("/api/v1/relationships", params={"object_id": ind["id"]}, headers=h)).json()[
+        "items"
+    ]
+    assert left == []

@@ -23,6 +23,7 @@ from raptorflow.audit import service as audit
 from raptorflow.auth.principal import OrgContext
 from raptorflow.intel.attack.navigator import layer
 from raptorflow.intel.common import TECHNIQUE_ID, TLP, clean_tags, ensure_may_remove, validate_techniques
+from raptorflow.intel.relationships.service import detach_objects
 from raptorflow.kit.db import dialect_name, new_id, utcnow
 from raptorflow.kit.errors import Conflict, InvalidInput, NotFound
 from raptorflow.kit.pagination import decode_cursor, encode_cursor, keyset_after, parse_sort
@@ -441,6 +442,7 @@ class ContextService(Generic[M, R]):
         """Delete an object for good (its creator, or an admin); audited."""
         obj = await self.get(object_id)
         ensure_may_remove(self.ctx, obj.created_by)
+        await detach_objects(self.session, self.ctx.org_id, [obj.id])
         await self.repo.remove(obj)
         await audit.record(
             self.session,
