@@ -25,6 +25,8 @@ IN_CI = bool(os.environ.get("CI"))
 ADMIN_PG_URL = os.environ.get(
     "RAPTORFLOW_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
+# A copy of ../shared/data/attack/enterprise-attack-sample.json: the tests must not depend on the checkout's place.
+ATTACK_SAMPLE = Path(__file__).resolve().parent / "fixtures" / "attack" / "enterprise-attack-sample.json"
 TEST_REDIS_URL = os.environ.get("RAPTORFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,11 +23,11 @@ from raptorflow.intel.attack.navigator import (
 )
 from raptorflow.kit.db import new_id, utcnow
 from raptorflow.models import AttackObject, AttackRelationship, Project
-from tests.conftest import Actor, add_member, create_org, sign_up, truncate_all
+from tests.conftest import ATTACK_SAMPLE, Actor, add_member, create_org, sign_up, truncate_all
 
 ACTORS = "/api/v1/threat-actors"
 CAMPAIGNS = "/api/v1/campaigns"
-SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "attack" / "enterprise-attack-sample.json"
+SAMPLE = ATTACK_SAMPLE
 
 
 # --- helpers shared by the context-object test modules ---------------------------------------------------

@@ -25,9 +25,9 @@ from raptorflow.intel.attack import loader, service
 from raptorflow.intel.common import validate_techniques
 from raptorflow.kit.errors import InvalidInput, NotFound
 from raptorflow.models import AttackObject, AttackRelationship
-from tests.conftest import Actor, create_org, sign_up
+from tests.conftest import ATTACK_SAMPLE, Actor, create_org, sign_up
 
-SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "attack" / "enterprise-attack-sample.json"
+SAMPLE = ATTACK_SAMPLE
 ATTACK = "/api/v1/attack"
 POWERSHELL = "T1059.001"
 
