@@ -9,11 +9,14 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from raptorflow.kit.errors import PROBLEM_MEDIA_TYPE, RaptorFlowError, problem_body, title_for
+from raptorflow.kit.logging import get_logger
 from raptorflow.kit.middleware import request_id_of
+
+log = get_logger("raptorflow.http")
 
 
 def _json_default(value: Any) -> Any:
@@ -124,9 +127,28 @@ async def _on_integrity_error(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _on_database_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DBAPIError)
+    # PostgreSQL text cannot hold NUL (SQLSTATE 22021): the client sent it, so it is a 4xx, not a crash.
+    if getattr(exc.orig, "sqlstate", None) == "22021" or "\\x00" in str(exc.orig):
+        return problem_response(
+            request,
+            422,
+            "The request contains a character that cannot be stored (NUL, U+0000).",
+            title="Unprocessable Content",
+            type_uri="https://raptorflow.dev/problems/validation-error",
+            errors=[{"field": "request", "message": "contains a NUL character (U+0000)"}],
+        )
+    log.error("request.database_error", error=type(exc.orig).__name__)
+    return problem_response(
+        request, 500, "An unexpected error occurred; quote the request_id when reporting it."
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Render every error (404, 405, 422, domain errors) as problem+json."""
     app.add_exception_handler(IntegrityError, _on_integrity_error)
+    app.add_exception_handler(DBAPIError, _on_database_error)
     app.add_exception_handler(RaptorFlowError, _on_raptorflow_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)

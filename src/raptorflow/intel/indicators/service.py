@@ -421,6 +421,8 @@ class IndicatorService:
         term = q.strip()
         if not term:
             raise InvalidInput("q", "give something to search for")
+        if "\x00" in term:
+            raise InvalidInput("q", "must not contain a NUL character (U+0000)")
         stmt = self.repo.search(term).where(Indicator.archived_at.is_(None))
         return await self._paged(stmt, [("created_at", True)], limit, cursor)
 
