@@ -9,11 +9,13 @@ message naming the route and what to add. tests/test_isolation.py reuses these h
 
 from __future__ import annotations
 
+import importlib
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -383,6 +385,20 @@ CORE_MAKERS: dict[str, Maker] = {
 GIVEN_PARAMS = frozenset({"org_id", "user_id"})
 # Parameters that take an object of another kind: `object_id` is any intel object; an indicator is one.
 ALIASES = {"object_id": "indicator_id"}
+
+
+def _merge_domain_recipes() -> None:
+    """Domains keep their recipes in tests/<domain>/route_examples.py (BODY_EXAMPLES, CORE_MAKERS,
+    ALIASES, SHARED_PARAMS dicts, each optional), merged here so no domain edits this file."""
+    for path in sorted(Path(__file__).resolve().parent.glob("*/route_examples.py")):
+        module = importlib.import_module(f"tests.{path.parent.name}.route_examples")
+        BODY_EXAMPLES.update(getattr(module, "BODY_EXAMPLES", {}))
+        CORE_MAKERS.update(getattr(module, "CORE_MAKERS", {}))
+        ALIASES.update(getattr(module, "ALIASES", {}))
+        SHARED_PARAMS.update(getattr(module, "SHARED_PARAMS", {}))
+
+
+_merge_domain_recipes()
 
 
 def collection_posts(spec: dict[str, Any]) -> dict[str, str]:
