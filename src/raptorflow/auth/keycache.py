@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -82,8 +83,13 @@ class ApiKeyCache:
     TTL_S = 30
     TOUCH_EVERY_S = 60
 
+    ASKED_MAX = 10_000
+
     def __init__(self, redis: Redis | None) -> None:
         self.redis = redis
+        # When this process last asked Redis to claim a key's touch: between two claims a plain GET
+        # is enough (a hint, not a cache — the claim itself stays in Redis, shared by all processes).
+        self._asked: dict[str, float] = {}
 
     async def get_and_touch(self, lookup: str) -> tuple[KeyRecord | None, bool | None]:
         """The cached record (or None) and whether this call is the first use this minute, in one round trip.
@@ -92,11 +98,19 @@ class ApiKeyCache:
         """
         if self.redis is None:
             return None, None
+        now = time.monotonic()
+        claim = now - self._asked.get(lookup, -self.TOUCH_EVERY_S) >= self.TOUCH_EVERY_S
         try:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.get(PREFIX + lookup)
-            pipe.set(TOUCH_PREFIX + lookup, b"1", nx=True, ex=self.TOUCH_EVERY_S)
-            raw, first = await pipe.execute()
+            if claim:
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.get(PREFIX + lookup)
+                pipe.set(TOUCH_PREFIX + lookup, b"1", nx=True, ex=self.TOUCH_EVERY_S)
+                raw, first = await pipe.execute()
+                if len(self._asked) >= self.ASKED_MAX:
+                    self._asked.clear()
+                self._asked[lookup] = now
+            else:
+                raw, first = await self.redis.get(PREFIX + lookup), False
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("apikey_cache.unavailable", error=type(exc).__name__)
             return None, None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
@@ -10,7 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, MetaData, event, text
+import asyncpg
+from sqlalchemy import JSON, DateTime, MetaData, event, make_url, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -135,9 +137,18 @@ def create_engine(url: str, *, pool_size: int = 10, role: str | None = None) -> 
     return engine
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions that keep loaded objects usable after commit."""
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
+def session_factory(
+    engine: AsyncEngine, *, direct_pool: DirectPool | None = None
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded objects usable after commit (and carry the direct pool, if any)."""
+    info = {DIRECT_POOL: direct_pool} if direct_pool is not None else None
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=True, info=info)
+
+
+def direct_pool_of(session: AsyncSession) -> DirectPool | None:
+    """The session's direct asyncpg pool (PostgreSQL applications only)."""
+    pool = session.info.get(DIRECT_POOL)
+    return pool if isinstance(pool, DirectPool) else None
 
 
 def dialect_name(session: AsyncSession) -> str:
@@ -160,3 +171,54 @@ async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncItera
         except BaseException:
             await session.rollback()
             raise
+
+
+DIRECT_POOL = "raptorflow.direct_pool"
+
+
+class DirectPool:
+    """A small asyncpg pool for hot read paths: one statement in autocommit, no ORM, no reset query.
+
+    SQLAlchemy's pool checkout and a session's commit cost ~250 µs per request; a lookup is a single
+    statement that binds its org itself (see the `raptorflow_lookup` function), so it needs neither.
+    Connections switch to the app role once, when opened, so row-level security applies as usual.
+    """
+
+    def __init__(self, url: str, *, role: str | None, max_size: int) -> None:
+        self.dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self.role = role
+        self.max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+
+    async def _open(self) -> asyncpg.Pool:
+        async with self._opening:
+            if self._pool is None:
+                role = self.role
+
+                async def init(conn: asyncpg.Connection) -> None:
+                    if role:
+                        await conn.execute(f"SET ROLE {role}")
+
+                async def reset(_conn: asyncpg.Connection) -> None:
+                    # Statements on this pool are single autocommit statements with transaction-local
+                    # settings: nothing outlives them, so the default reset round trip is skipped.
+                    return None
+
+                self._pool = await asyncpg.create_pool(
+                    self.dsn, min_size=1, max_size=self.max_size, init=init, reset=reset
+                )
+            return self._pool
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        """Rows of one statement, run in autocommit."""
+        pool = self._pool or await self._open()
+        async with pool.acquire() as conn:
+            rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+            return rows
+
+    async def close(self) -> None:
+        """Close every connection (application shutdown)."""
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None

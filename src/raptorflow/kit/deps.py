@@ -28,7 +28,8 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
     async with factory() as session:
         try:
             yield session
-            await session.commit()
+            if session.in_transaction():  # a request that never touched the database has nothing to commit
+                await session.commit()
             await _run_after_commit(session)
         except RaptorFlowError as exc:
             if exc.keep_changes:

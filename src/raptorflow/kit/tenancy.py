@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, text
+from sqlalchemy import Connection, Select, event, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 
 from raptorflow.kit.db import dialect_name
 
@@ -20,13 +21,41 @@ SCOPE_SETTING = "app.scope"
 
 
 _SET_ORG = text(f"SELECT set_config('{ORG_SETTING}', :v, true)")
+# session.info keys: the org this session works for, and the org bound in the open transaction.
+_ORG_INFO = "raptorflow.org_id"
+_BOUND_INFO = "raptorflow.org_bound"
+
+
+@event.listens_for(Session, "after_begin")
+def _bind_on_begin(session: Session, _transaction: SessionTransaction, connection: Connection) -> None:
+    org = session.info.get(_ORG_INFO)
+    if org is not None and connection.dialect.name == "postgresql":
+        connection.execute(_SET_ORG, {"v": org})
+        session.info[_BOUND_INFO] = org
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _unbound_on_end(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_BOUND_INFO, None)
 
 
 async def bind_org(session: AsyncSession, org_id: uuid.UUID) -> None:
-    """Make `org_id` the tenant of this transaction (PostgreSQL RLS reads it; SQLite has no RLS)."""
-    if dialect_name(session) == "postgresql":
-        # On the connection rather than the ORM session: this runs on every request.
-        await (await session.connection()).execute(_SET_ORG, {"v": str(org_id)})
+    """Make `org_id` the tenant of this session's transactions (PostgreSQL RLS reads it; SQLite has none).
+
+    Lazy: a session that has not touched the database yet binds the org when its transaction begins,
+    so a request that never queries (a lookup answered on its own connection, a cached API key) pays
+    no round trip; every later transaction of the session is bound again on its begin.
+    """
+    if dialect_name(session) != "postgresql":
+        return
+    value = str(org_id)
+    session.info[_ORG_INFO] = value
+    if session.in_transaction() and session.info.get(_BOUND_INFO) != value:
+        conn = await session.connection()  # may begin, and so bind, the transaction itself
+        if session.info.get(_BOUND_INFO) != value:
+            await conn.execute(_SET_ORG, {"v": value})
+            session.info[_BOUND_INFO] = value
 
 
 @asynccontextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal
 from typing import Any
 
@@ -11,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from raptorflow.kit.errors import PROBLEM_MEDIA_TYPE, RaptorFlowError, problem_body, title_for
 from raptorflow.kit.logging import get_logger
@@ -152,3 +154,42 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RaptorFlowError, _on_raptorflow_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+
+
+def _route_path(scope: Any) -> str:
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+def prefilter_routers(app: FastAPI) -> int:
+    """Let each included router refuse, by one string comparison, a path outside its common prefix.
+
+    FastAPI matches a request against every route of every included router in turn, with a regex
+    each, twice per request: with ~150 routes that is ~0.4 ms before the endpoint runs. A router
+    whose routes all start with `/api/v1/lookup` cannot match `/api/v1/sightings`, so its full
+    match is skipped. Returns how many routers got the filter (the rest keep FastAPI's own path).
+    """
+    filtered = 0
+    for route in app.router.routes:
+        inner = getattr(route, "original_router", None)
+        if inner is None:
+            continue
+        found = [getattr(r, "path_format", None) or getattr(r, "path", None) for r in inner.routes]
+        formats = [f for f in found if isinstance(f, str)]
+        if not formats or len(formats) != len(found):
+            continue
+        # Character-wise on purpose: "/api/v1/indicators" must also cover "/api/v1/indicators-…".
+        prefix = os.path.commonprefix([f.split("{", 1)[0] for f in formats])  # noqa: RUF071
+        if len(prefix) <= 1:
+            continue
+        full = route.matches
+
+        def matches(scope: Any, _prefix: str = prefix, _full: Any = full) -> Any:
+            if not _route_path(scope).startswith(_prefix):
+                return Match.NONE, {}
+            return _full(scope)
+
+        route.matches = matches  # type: ignore[method-assign]
+        filtered += 1
+    return filtered

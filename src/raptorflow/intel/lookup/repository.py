@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    Row,
-    String,
-    Uuid,
-    and_,
-    any_,
-    bindparam,
-    cast,
-    func,
-    literal,
-    select,
-    tuple_,
-    union_all,
-)
-from sqlalchemy.dialects import postgresql
+import orjson
+from sqlalchemy import Row, Uuid, bindparam, literal, select, tuple_, union_all
 
 from raptorflow.intel.indicators.repository import SQLITE_KEY_CHUNK
-from raptorflow.kit.db import dialect_name
+from raptorflow.kit.db import dialect_name, direct_pool_of
 from raptorflow.kit.tenancy import TenantRepository
 from raptorflow.models import Campaign, Indicator, Organization, Relationship, ThreatActor
 
@@ -47,20 +37,11 @@ _COLUMNS = (
 )
 _BASE = select(*_COLUMNS).where(Indicator.org_id == _ORG)
 _FIND_ONE = _BASE.where(Indicator.type == bindparam("t"), Indicator.value == bindparam("v"))
-_TEXT_ARRAY = postgresql.ARRAY(String)
-_WANTED = select(
-    func.unnest(cast(bindparam("types"), _TEXT_ARRAY)).label("t"),
-    func.unnest(cast(bindparam("values"), _TEXT_ARRAY)).label("v"),
-).subquery()
-_FIND_MANY_PG = _BASE.join(_WANTED, and_(Indicator.type == _WANTED.c.t, Indicator.value == _WANTED.c.v))
 _FIND_MANY_OTHER = _BASE.where(tuple_(Indicator.type, Indicator.value).in_(bindparam("keys", expanding=True)))
 
 
-def _related_statement(postgres: bool) -> Any:
-    # PostgreSQL takes the ids as one array parameter; elsewhere an expanding IN list.
-    ids: Any = (
-        bindparam("ids", type_=postgresql.ARRAY(Uuid())) if postgres else bindparam("ids", expanding=True)
-    )
+def _related_statement() -> Any:
+    ids: Any = bindparam("ids", expanding=True)
     parts = []
     for model, kind in ((ThreatActor, "threat-actor"), (Campaign, "campaign")):
         for near, far, far_type in (
@@ -73,15 +54,42 @@ def _related_statement(postgres: bool) -> Any:
                 .where(
                     Relationship.org_id == _ORG,
                     model.org_id == _ORG,
-                    near == any_(ids) if postgres else near.in_(ids),
+                    near.in_(ids),
                     far_type == kind,
                 )
             )
     return union_all(*parts)
 
 
-_RELATED_PG = _related_statement(postgres=True)
-_RELATED_OTHER = _related_statement(postgres=False)
+_RELATED_OTHER = _related_statement()
+
+
+# The PostgreSQL path: one statement in autocommit on a pooled connection (see the migration
+# 20261201_0840_lookup_function.py): it binds the org, keeps RLS on, and aggregates related objects.
+_LOOKUP_FUNCTION = "SELECT * FROM raptorflow_lookup($1, $2::text[], $3::text[])"
+
+
+@dataclass(slots=True)
+class Hit:
+    """A stored indicator matching a looked-up key, with the actors and campaigns linked to it."""
+
+    id: uuid.UUID
+    type: str
+    value: str
+    score: int
+    classification: str
+    tlp: str
+    tags: list[str]
+    valid_until: datetime | None
+    false_positive: bool
+    last_seen: datetime
+    sightings_count: int
+    archived_at: datetime | None
+    related: list[tuple[str, uuid.UUID, str, str]]  # (kind, id, name, relationship type)
+
+
+def _json(value: Any) -> Any:
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
 class LookupRepository(TenantRepository):
@@ -89,40 +97,81 @@ class LookupRepository(TenantRepository):
 
     model = Relationship
 
-    async def find(self, keys: Sequence[tuple[str, str]]) -> tuple[list[Row[Any]], dict[str, Any]]:
-        """Indicators for (type, value) keys and the org's settings, in one query per chunk."""
+    async def find(self, keys: Sequence[tuple[str, str]]) -> tuple[list[Hit], dict[str, Any]]:
+        """Indicators for (type, value) keys, with their related objects, and the org's settings."""
         if not keys:
             return [], {}
+        if dialect_name(self.session) == "postgresql":
+            return await self._find_postgres(keys)
+        return await self._find_other(keys)
+
+    async def _find_postgres(self, keys: Sequence[tuple[str, str]]) -> tuple[list[Hit], dict[str, Any]]:
+        # One autocommit statement on the direct pool, not the request's transaction: one round trip
+        # instead of BEGIN, set_config, SELECT and COMMIT.
+        types, values = [k[0] for k in keys], [k[1] for k in keys]
+        pool = direct_pool_of(self.session)
+        if pool is not None:
+            rows = await pool.fetch(_LOOKUP_FUNCTION, self.org_id, types, values)
+        else:
+            raw: Any = (await (await self.session.connection()).get_raw_connection()).driver_connection
+            rows = await raw.fetch(_LOOKUP_FUNCTION, self.org_id, types, values)
+        hits = [
+            Hit(
+                uuid.UUID(bytes=r[0].bytes),
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                _json(r[6]),
+                r[7],
+                r[8],
+                r[9],
+                r[10],
+                r[11],
+                [(x["kind"], uuid.UUID(x["id"]), x["name"], x["relationship_type"]) for x in _json(r[12])],
+            )
+            for r in rows
+        ]
+        settings = (_json(rows[0][13]) or {}) if rows else {}
+        return hits, settings
+
+    async def _find_other(self, keys: Sequence[tuple[str, str]]) -> tuple[list[Hit], dict[str, Any]]:
         conn = await self.session.connection()
-        postgres = dialect_name(self.session) == "postgresql"
         rows: list[Row[Any]] = []
         if len(keys) == 1:
             result = await conn.execute(_FIND_ONE, {"org_id": self.org_id, "t": keys[0][0], "v": keys[0][1]})
             rows.extend(result.all())
-        elif postgres:
-            params = {"org_id": self.org_id, "types": [k[0] for k in keys], "values": [k[1] for k in keys]}
-            rows.extend((await conn.execute(_FIND_MANY_PG, params)).all())
         else:
             for start in range(0, len(keys), SQLITE_KEY_CHUNK):
                 part = list(keys[start : start + SQLITE_KEY_CHUNK])
                 rows.extend(
                     (await conn.execute(_FIND_MANY_OTHER, {"org_id": self.org_id, "keys": part})).all()
                 )
-        settings = (rows[0].org_settings or {}) if rows else {}
-        return rows, settings
-
-    async def related(
-        self, indicator_ids: Sequence[uuid.UUID]
-    ) -> list[tuple[uuid.UUID, str, uuid.UUID, str, str]]:
-        """(indicator, kind, object id, name, relationship type): actors and campaigns linked either way."""
-        conn = await self.session.connection()
-        out: list[tuple[uuid.UUID, str, uuid.UUID, str, str]] = []
-        if dialect_name(self.session) == "postgresql":
-            result = await conn.execute(_RELATED_PG, {"org_id": self.org_id, "ids": list(indicator_ids)})
-            return [(a, b, c, d, e) for a, b, c, d, e in result.all()]
-        # Four uses of the id list per statement; SQLite caps bound parameters near 32k.
-        for start in range(0, len(indicator_ids), ID_CHUNK):
-            chunk = list(indicator_ids[start : start + ID_CHUNK])
+        related: dict[uuid.UUID, list[tuple[str, uuid.UUID, str, str]]] = defaultdict(list)
+        ids = [row.id for row in rows]
+        for start in range(0, len(ids), ID_CHUNK):
+            chunk = ids[start : start + ID_CHUNK]
             result = await conn.execute(_RELATED_OTHER, {"org_id": self.org_id, "ids": chunk})
-            out += [(a, b, c, d, e) for a, b, c, d, e in result.all()]
-        return out
+            for indicator_id, kind, obj_id, name, rel in result.all():
+                related[indicator_id].append((kind, obj_id, name, rel))
+        hits = [
+            Hit(
+                row.id,
+                row.type,
+                row.value,
+                row.score,
+                row.classification,
+                row.tlp,
+                row.tags,
+                row.valid_until,
+                row.false_positive,
+                row.last_seen,
+                row.sightings_count,
+                row.archived_at,
+                related.get(row.id, []),
+            )
+            for row in rows
+        ]
+        settings = (rows[0].org_settings or {}) if rows else {}
+        return hits, settings

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,53 +52,48 @@ class LookupService:
                 }
             )
         wanted = list({k for k in keys if k is not None})
-        rows, settings = await self.links.find(wanted)
+        hits, settings = await self.links.find(wanted)
         now = utcnow()
         live = {
-            (row.type, row.value): row
-            for row in rows
-            if row.archived_at is None
-            and (include_expired or row.valid_until is None or row.valid_until > now)
+            (hit.type, hit.value): hit
+            for hit in hits
+            if hit.archived_at is None
+            and (include_expired or hit.valid_until is None or hit.valid_until > now)
         }
         half_lives = (
             settings.get("half_life_days") if isinstance(settings.get("half_life_days"), dict) else {}
         )
-        related: dict[Any, dict[str, list[dict[str, Any]]]] = defaultdict(
-            lambda: {"actors": [], "campaigns": []}
-        )
-        if live:
-            for indicator_id, kind, obj_id, name, rel in await self.links.related(
-                [r.id for r in live.values()]
-            ):
-                bucket = "actors" if kind == "threat-actor" else "campaigns"
-                related[indicator_id][bucket].append({"id": obj_id, "name": name, "relationship_type": rel})
         for key, answer in zip(keys, answers, strict=True):
-            row = live.get(key) if key is not None else None
-            if row is None:
+            hit = live.get(key) if key is not None else None
+            if hit is None:
                 continue
             score = effective_score(
-                indicator_type=row.type,
-                score=row.score,
-                last_seen=row.last_seen,
-                sightings_count=row.sightings_count,
-                false_positive=row.false_positive,
+                indicator_type=hit.type,
+                score=hit.score,
+                last_seen=hit.last_seen,
+                sightings_count=hit.sightings_count,
+                false_positive=hit.false_positive,
                 now=now,
                 half_lives=half_lives,
             )
+            related: dict[str, list[dict[str, Any]]] = {"actors": [], "campaigns": []}
+            for kind, obj_id, name, rel in hit.related:
+                bucket = "actors" if kind == "threat-actor" else "campaigns"
+                related[bucket].append({"id": obj_id, "name": name, "relationship_type": rel})
             answer["found"] = True
             answer["matches"] = [
                 {
-                    "id": row.id,
-                    "type": row.type,
-                    "value": row.value,
+                    "id": hit.id,
+                    "type": hit.type,
+                    "value": hit.value,
                     "effective_score": score.effective,
-                    "classification": row.classification,
-                    "tlp": row.tlp,
-                    "tags": row.tags,
-                    "expired": row.valid_until is not None and row.valid_until <= now,
-                    "false_positive": row.false_positive,
-                    "last_seen": row.last_seen.isoformat(),
-                    "related": related[row.id],
+                    "classification": hit.classification,
+                    "tlp": hit.tlp,
+                    "tags": hit.tags,
+                    "expired": hit.valid_until is not None and hit.valid_until <= now,
+                    "false_positive": hit.false_positive,
+                    "last_seen": hit.last_seen.isoformat(),
+                    "related": related,
                 }
             ]
         return answers

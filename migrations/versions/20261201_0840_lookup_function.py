@@ -1,0 +1,119 @@
+"""Lookup in one statement: a plpgsql function that binds the org (RLS stays on) and answers a batch
+
+Revision ID: a7e1c0d00704
+Revises: a7e1c0d00708
+Create Date: 2026-12-01 08:40:00
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "a7e1c0d00704"
+down_revision: str | None = "a7e1c0d00708"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+# Not SECURITY DEFINER: it runs as the caller (the app role), so row-level security applies to every
+# table it reads. It binds the org itself, transaction-locally, so a lookup is one round trip in
+# autocommit (no BEGIN / set_config / COMMIT). Related actors and campaigns come aggregated per row.
+LOOKUP_FUNCTION = """
+CREATE OR REPLACE FUNCTION raptorflow_lookup(p_org uuid, p_types text[], p_values text[])
+RETURNS TABLE (
+    r_id uuid, r_type text, r_value text, r_score integer, r_classification text, r_tlp text,
+    r_tags jsonb, r_valid_until timestamptz, r_false_positive boolean, r_last_seen timestamptz,
+    r_sightings_count integer, r_archived_at timestamptz, r_related jsonb, r_org_settings jsonb
+)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE AS $fn$
+DECLARE
+    hit record;
+BEGIN
+    PERFORM set_config('app.org_id', p_org::text, true);
+    IF cardinality(p_types) = 1 THEN
+        -- One value (the SIEM's call): small statements, each with a cached plan; the join for
+        -- related objects runs only when the indicator has links at all.
+        SELECT i.id, i.type, i.value, i.score, i.classification, i.tlp, i.tags, i.valid_until,
+               i.false_positive, i.last_seen, i.sightings_count, i.archived_at
+        INTO hit FROM indicators i
+        WHERE i.org_id = p_org AND i.type = p_types[1] AND i.value = p_values[1];
+        IF NOT FOUND THEN
+            RETURN;
+        END IF;
+        r_id := hit.id; r_type := hit.type; r_value := hit.value; r_score := hit.score;
+        r_classification := hit.classification; r_tlp := hit.tlp; r_tags := hit.tags;
+        r_valid_until := hit.valid_until; r_false_positive := hit.false_positive;
+        r_last_seen := hit.last_seen; r_sightings_count := hit.sightings_count;
+        r_archived_at := hit.archived_at; r_related := '[]'::jsonb;
+        IF EXISTS (SELECT 1 FROM relationships r WHERE r.org_id = p_org AND r.source_id = hit.id)
+           OR EXISTS (SELECT 1 FROM relationships r WHERE r.org_id = p_org AND r.target_id = hit.id) THEN
+            SELECT coalesce(jsonb_agg(jsonb_build_object(
+            'kind', l.kind, 'id', l.obj, 'name', l.name, 'relationship_type', l.rel
+        )), '[]'::jsonb) INTO r_related
+            FROM (
+            SELECT 'threat-actor' AS kind, x.id AS obj, x.name, r.relationship_type AS rel
+            FROM relationships r JOIN threat_actors x ON x.org_id = p_org AND x.id = r.target_id
+            WHERE r.org_id = p_org AND r.source_id = hit.id AND r.target_type = 'threat-actor'
+            UNION ALL
+            SELECT 'threat-actor', x.id, x.name, r.relationship_type
+            FROM relationships r JOIN threat_actors x ON x.org_id = p_org AND x.id = r.source_id
+            WHERE r.org_id = p_org AND r.target_id = hit.id AND r.source_type = 'threat-actor'
+            UNION ALL
+            SELECT 'campaign' AS kind, x.id AS obj, x.name, r.relationship_type AS rel
+            FROM relationships r JOIN campaigns x ON x.org_id = p_org AND x.id = r.target_id
+            WHERE r.org_id = p_org AND r.source_id = hit.id AND r.target_type = 'campaign'
+            UNION ALL
+            SELECT 'campaign', x.id, x.name, r.relationship_type
+            FROM relationships r JOIN campaigns x ON x.org_id = p_org AND x.id = r.source_id
+            WHERE r.org_id = p_org AND r.target_id = hit.id AND r.source_type = 'campaign'
+            ) l;
+        END IF;
+        SELECT o.settings INTO r_org_settings FROM organizations o WHERE o.id = p_org;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    -- A batch: one set-based statement (a join on the unique index, related objects per match).
+    -- The caller passes distinct keys: a DISTINCT here costs more than the join itself.
+    RETURN QUERY
+    SELECT i.id, i.type::text, i.value, i.score, i.classification::text, i.tlp::text, i.tags,
+           i.valid_until, i.false_positive, i.last_seen, i.sightings_count, i.archived_at,
+           coalesce(rel.related, '[]'::jsonb),
+           (SELECT o.settings FROM organizations o WHERE o.id = p_org)
+    FROM unnest(p_types, p_values) AS w(t, v)
+    JOIN indicators i ON i.org_id = p_org AND i.type = w.t AND i.value = w.v
+    LEFT JOIN LATERAL (
+        SELECT jsonb_agg(jsonb_build_object(
+            'kind', l.kind, 'id', l.obj, 'name', l.name, 'relationship_type', l.rel
+        )) AS related
+        FROM (
+            SELECT 'threat-actor' AS kind, x.id AS obj, x.name, r.relationship_type AS rel
+            FROM relationships r JOIN threat_actors x ON x.org_id = p_org AND x.id = r.target_id
+            WHERE r.org_id = p_org AND r.source_id = i.id AND r.target_type = 'threat-actor'
+            UNION ALL
+            SELECT 'threat-actor', x.id, x.name, r.relationship_type
+            FROM relationships r JOIN threat_actors x ON x.org_id = p_org AND x.id = r.source_id
+            WHERE r.org_id = p_org AND r.target_id = i.id AND r.source_type = 'threat-actor'
+            UNION ALL
+            SELECT 'campaign' AS kind, x.id AS obj, x.name, r.relationship_type AS rel
+            FROM relationships r JOIN campaigns x ON x.org_id = p_org AND x.id = r.target_id
+            WHERE r.org_id = p_org AND r.source_id = i.id AND r.target_type = 'campaign'
+            UNION ALL
+            SELECT 'campaign', x.id, x.name, r.relationship_type
+            FROM relationships r JOIN campaigns x ON x.org_id = p_org AND x.id = r.source_id
+            WHERE r.org_id = p_org AND r.target_id = i.id AND r.source_type = 'campaign'
+        ) l
+    ) rel ON true;
+END
+$fn$
+"""
+
+
+def upgrade() -> None:
+    """Create the lookup function (PostgreSQL only; SQLite keeps the statements in the repository)."""
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(LOOKUP_FUNCTION)
+
+
+def downgrade() -> None:
+    """Drop it."""
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION IF EXISTS raptorflow_lookup(uuid, text[], text[])")
