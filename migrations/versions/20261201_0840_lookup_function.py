@@ -71,37 +71,42 @@ BEGIN
         RETURN NEXT;
         RETURN;
     END IF;
-    -- A batch: one set-based statement (a join on the unique index, related objects per match).
-    -- The caller passes distinct keys: a DISTINCT here costs more than the join itself.
+    -- A batch: set-based throughout. The caller passes distinct keys (a DISTINCT here costs more
+    -- than the join); links are found for all hits at once, and the planner picks index probes or a
+    -- hash join by the size of the org's relationships.
     RETURN QUERY
-    SELECT i.id, i.type::text, i.value, i.score, i.classification::text, i.tlp::text, i.tags,
-           i.valid_until, i.false_positive, i.last_seen, i.sightings_count, i.archived_at,
-           coalesce(rel.related, '[]'::jsonb),
-           (SELECT o.settings FROM organizations o WHERE o.id = p_org)
-    FROM unnest(p_types, p_values) AS w(t, v)
-    JOIN indicators i ON i.org_id = p_org AND i.type = w.t AND i.value = w.v
-    LEFT JOIN LATERAL (
-        SELECT jsonb_agg(jsonb_build_object(
+    WITH hits AS MATERIALIZED (
+        SELECT i.id, i.type, i.value, i.score, i.classification, i.tlp, i.tags, i.valid_until,
+               i.false_positive, i.last_seen, i.sightings_count, i.archived_at
+        FROM unnest(p_types, p_values) AS w(t, v)
+        JOIN indicators i ON i.org_id = p_org AND i.type = w.t AND i.value = w.v
+    ), links AS (
+        SELECT r.source_id AS ind, 'threat-actor' AS kind, x.id AS obj, x.name, r.relationship_type AS rel
+        FROM relationships r JOIN threat_actors x ON x.org_id = p_org AND x.id = r.target_id
+        WHERE r.org_id = p_org AND r.target_type = 'threat-actor' AND r.source_id IN (SELECT h.id FROM hits h)
+        UNION ALL
+        SELECT r.target_id, 'threat-actor', x.id, x.name, r.relationship_type
+        FROM relationships r JOIN threat_actors x ON x.org_id = p_org AND x.id = r.source_id
+        WHERE r.org_id = p_org AND r.source_type = 'threat-actor' AND r.target_id IN (SELECT h.id FROM hits h)
+        UNION ALL
+        SELECT r.source_id AS ind, 'campaign' AS kind, x.id AS obj, x.name, r.relationship_type AS rel
+        FROM relationships r JOIN campaigns x ON x.org_id = p_org AND x.id = r.target_id
+        WHERE r.org_id = p_org AND r.target_type = 'campaign' AND r.source_id IN (SELECT h.id FROM hits h)
+        UNION ALL
+        SELECT r.target_id, 'campaign', x.id, x.name, r.relationship_type
+        FROM relationships r JOIN campaigns x ON x.org_id = p_org AND x.id = r.source_id
+        WHERE r.org_id = p_org AND r.source_type = 'campaign' AND r.target_id IN (SELECT h.id FROM hits h)
+    ), grouped AS (
+        SELECT l.ind, jsonb_agg(jsonb_build_object(
             'kind', l.kind, 'id', l.obj, 'name', l.name, 'relationship_type', l.rel
         )) AS related
-        FROM (
-            SELECT 'threat-actor' AS kind, x.id AS obj, x.name, r.relationship_type AS rel
-            FROM relationships r JOIN threat_actors x ON x.org_id = p_org AND x.id = r.target_id
-            WHERE r.org_id = p_org AND r.source_id = i.id AND r.target_type = 'threat-actor'
-            UNION ALL
-            SELECT 'threat-actor', x.id, x.name, r.relationship_type
-            FROM relationships r JOIN threat_actors x ON x.org_id = p_org AND x.id = r.source_id
-            WHERE r.org_id = p_org AND r.target_id = i.id AND r.source_type = 'threat-actor'
-            UNION ALL
-            SELECT 'campaign' AS kind, x.id AS obj, x.name, r.relationship_type AS rel
-            FROM relationships r JOIN campaigns x ON x.org_id = p_org AND x.id = r.target_id
-            WHERE r.org_id = p_org AND r.source_id = i.id AND r.target_type = 'campaign'
-            UNION ALL
-            SELECT 'campaign', x.id, x.name, r.relationship_type
-            FROM relationships r JOIN campaigns x ON x.org_id = p_org AND x.id = r.source_id
-            WHERE r.org_id = p_org AND r.target_id = i.id AND r.source_type = 'campaign'
-        ) l
-    ) rel ON true;
+        FROM links l GROUP BY l.ind
+    )
+    SELECT h.id, h.type::text, h.value, h.score, h.classification::text, h.tlp::text, h.tags,
+           h.valid_until, h.false_positive, h.last_seen, h.sightings_count, h.archived_at,
+           coalesce(g.related, '[]'::jsonb),
+           (SELECT o.settings FROM organizations o WHERE o.id = p_org)
+    FROM hits h LEFT JOIN grouped g ON g.ind = h.id;
 END
 $fn$
 """

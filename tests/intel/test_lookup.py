@@ -11,7 +11,7 @@ from sqlalchemy import insert
 
 from raptorflow.kit.db import new_id, utcnow
 from raptorflow.kit.tenancy import bind_org
-from raptorflow.models import Relationship, ThreatActor
+from raptorflow.models import Campaign, Relationship, ThreatActor
 from tests.conftest import create_org, sign_up
 
 
@@ -95,3 +95,84 @@ async def test_single_and_batch_lookup(client: httpx.AsyncClient, app: Any) -> N
         "/api/v1/lookup", json={"values": [f"10.0.{i // 256}.{i % 256}" for i in range(10_000)]}, headers=h
     )
     assert big.status_code == 200 and len(big.json()["results"]) == 10_000
+
+
+async def test_related_objects_either_direction_single_and_batch(client: httpx.AsyncClient, app: Any) -> None:
+    owner = await sign_up(client, "look-rel@example.com")
+    org = await create_org(owner, "look-rel")
+    h = owner.in_org(org)
+    made = (
+        await client.post(
+            "/api/v1/indicators/bulk",
+            json={"items": [{"value": "rel.example.net"}, {"value": "lone.example.net"}]},
+            headers=h,
+        )
+    ).json()
+    rel_id = uuid.UUID(made["results"][0]["id"])
+    campaign_id, actor_id = new_id(), new_id()
+    async with app.state.session_factory() as session:
+        await bind_org(session, uuid.UUID(org))
+        now = utcnow()
+        await session.execute(
+            insert(ThreatActor).values(
+                id=actor_id, org_id=uuid.UUID(org), name="Actor B", created_at=now, updated_at=now
+            )
+        )
+        await session.execute(
+            insert(Campaign).values(
+                id=campaign_id, org_id=uuid.UUID(org), name="Op Rel", created_at=now, updated_at=now
+            )
+        )
+        for source_type, source_id, target_type, target_id, rel in (
+            ("campaign", campaign_id, "indicator", rel_id, "uses"),  # the indicator is the target here
+            ("indicator", rel_id, "threat-actor", actor_id, "indicates"),
+        ):
+            await session.execute(
+                insert(Relationship).values(
+                    id=new_id(),
+                    org_id=uuid.UUID(org),
+                    source_type=source_type,
+                    source_id=source_id,
+                    target_type=target_type,
+                    target_id=target_id,
+                    relationship_type=rel,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        await session.commit()
+    expected = {
+        "actors": [{"id": str(actor_id), "name": "Actor B", "relationship_type": "indicates"}],
+        "campaigns": [{"id": str(campaign_id), "name": "Op Rel", "relationship_type": "uses"}],
+    }
+    one = (await client.get("/api/v1/lookup", params={"value": "rel.example.net"}, headers=h)).json()
+    assert one["matches"][0]["related"] == expected
+    batch = (
+        await client.post(
+            "/api/v1/lookup", json={"values": ["lone.example.net", "rel.example.net"]}, headers=h
+        )
+    ).json()["results"]
+    assert batch[0]["matches"][0]["related"] == {"actors": [], "campaigns": []}
+    assert batch[1]["matches"][0]["related"] == expected
+
+
+async def test_a_lookup_leaves_no_org_bound_on_its_connection(client: httpx.AsyncClient, app: Any) -> None:
+    """The PostgreSQL lookup binds its org for one statement only: pooled connections carry nothing over."""
+    pool = app.state.direct_pool
+    if pool is None:
+        return  # SQLite: no row-level security, no direct pool
+    owner = await sign_up(client, "look-bound@example.com")
+    org = await create_org(owner, "look-bound")
+    h = owner.in_org(org)
+    await client.post("/api/v1/indicators", json={"value": "bound.example.net"}, headers=h)
+    for _ in range(3):
+        found = (await client.get("/api/v1/lookup", params={"value": "bound.example.net"}, headers=h)).json()
+        assert found["found"] is True
+    settings = {
+        row[0]
+        for _ in range(pool.max_size)
+        for row in await pool.fetch("SELECT current_setting('app.org_id', true)")
+    }
+    assert settings <= {"", None}
+    visible = await pool.fetch("SELECT count(*) FROM indicators")
+    assert visible[0][0] == 0  # as the app role with no org bound, row-level security shows nothing
