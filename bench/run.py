@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -106,24 +107,21 @@ def run_wrk(
 
 
 async def raw_copy_reference(dsn: str, values: list[str]) -> float:
-    """Rows/s of COPY of the same rows into a table with the same unique key and a trigram index."""
+    """Rows/s of COPY of the same rows into a copy of the indicators table with all its indexes."""
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("DROP TABLE IF EXISTS bench_copy")
-        await conn.execute(
-            "CREATE TABLE bench_copy (id uuid PRIMARY KEY, org_id uuid NOT NULL, type text NOT NULL, "
-            "value text NOT NULL, description text NOT NULL DEFAULT '', tags jsonb NOT NULL DEFAULT '[]', "
-            "UNIQUE (org_id, type, value))"
-        )
-        await conn.execute(
-            "CREATE INDEX ON bench_copy USING gin ((lower(value || ' ' || description || ' ' || tags::text)) gin_trgm_ops)"
-        )
+        # The same table: every index, constraint and default of `indicators` (no RLS, no triggers).
+        await conn.execute("CREATE TABLE bench_copy (LIKE indicators INCLUDING ALL)")
         org = uuid.uuid4()
-        rows = [(uuid.uuid4(), org, "x", v, "", "[]") for v in values]
+        now = datetime.now(UTC)
+        columns = [
+            "id", "org_id", "type", "value", "tags", "sources", "score", "first_seen", "last_seen",
+            "created_at", "updated_at",
+        ]  # fmt: skip
+        rows = [(uuid.uuid4(), org, "x", v, '["bench"]', '["bench"]', 60, now, now, now, now) for v in values]
         started = time.perf_counter()
-        await conn.copy_records_to_table(
-            "bench_copy", records=rows, columns=["id", "org_id", "type", "value", "description", "tags"]
-        )
+        await conn.copy_records_to_table("bench_copy", records=rows, columns=columns)
         elapsed = time.perf_counter() - started
         await conn.execute("DROP TABLE bench_copy")
         return len(rows) / elapsed
@@ -264,7 +262,7 @@ def main() -> None:
             (
                 "bulk create over HTTP (1,000/request, 4 in flight)",
                 f"{bulk_rate:,.0f} indicators/s",
-                f"raw COPY, same rows: {copy_rate:,.0f} rows/s",
+                f"raw COPY, same rows, same indexed table: {copy_rate:,.0f} rows/s ({bulk_rate / copy_rate:.0%})",
                 "target ≥ 40,000/s",
             )
         )
