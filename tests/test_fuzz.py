@@ -455,9 +455,9 @@ def _aim_explicit_case(case: Any, tenant: Tenant) -> None:
 _NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 _TRUE_WORDS = {"1", "true", "yes", "on", "t", "y"}
 _FALSE_WORDS = {"0", "false", "no", "off", "f", "n"}
-# Date-times are RFC 3339 only (kit/types.py `RFC3339`) except in these operations' query parameters,
-# which still read a number as Unix time: `test_report_dates_are_rfc3339_only` shows it (strict xfail).
-_UNIX_TIME_LEFT = {"GET /api/v1/reports"}
+# Date-times are RFC 3339 only (kit/types.py `RFC3339`); operations named here would still read a number
+# as Unix time in their query parameters (none left: `test_report_dates_are_rfc3339_only`).
+_UNIX_TIME_LEFT: set[str] = set()
 
 
 def _resolve(node: Any) -> Any:
@@ -643,11 +643,8 @@ def test_api(case: Any, fuzz_env: FuzzEnv) -> None:
 # --- what src must fix (strict xfails: they pass, and so fail, once it is fixed) ----------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src: error responses are not documented as problem+json, nor is the org_id path parameter",
-)
 def test_served_document_needs_no_corrections() -> None:
+    """Every error is documented as problem+json and every `{org_id}` is declared (kit/web.document_problems)."""
     _, issues = corrected_document(_served_document())
     assert issues == [], "\n".join(issues)
 
@@ -686,7 +683,6 @@ async def test_lax_types_are_refused(fuzz_env: FuzzEnv) -> None:
     assert accepted == [], "\n".join(accepted)
 
 
-@pytest.mark.xfail(strict=True, reason="src: GET /api/v1/reports reads a number as a date (Unix time)")
 async def test_report_dates_are_rfc3339_only(fuzz_env: FuzzEnv) -> None:
     tenant = fuzz_env.tenant
     accepted = []

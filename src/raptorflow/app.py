@@ -27,11 +27,11 @@ from raptorflow.intel.reports import endpoints as report_endpoints
 from raptorflow.intel.sightings import endpoints as sighting_endpoints
 from raptorflow.intel.vulnerabilities import endpoints as vulnerability_endpoints
 from raptorflow.kit.cache import create_redis
-from raptorflow.kit.db import create_engine, session_factory
+from raptorflow.kit.db import DirectPool, create_engine, session_factory
 from raptorflow.kit.logging import configure_logging, get_logger
 from raptorflow.kit.middleware import RequestContextMiddleware
 from raptorflow.kit.ratelimit import Limiter, make_storage
-from raptorflow.kit.web import ORJSONResponse, install_problem_handlers
+from raptorflow.kit.web import ORJSONResponse, document_problems, install_problem_handlers, prefilter_routers
 from raptorflow.system.endpoints import router as system_router
 
 
@@ -45,6 +45,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await app.state.engine.dispose()
+        if app.state.direct_pool is not None:
+            await app.state.direct_pool.close()
         if app.state.redis is not None:
             await app.state.redis.aclose()
 
@@ -70,7 +72,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pool_size=settings.db_pool_size,
         role=None if settings.is_sqlite else (settings.database_app_role or None),
     )
-    app.state.session_factory = session_factory(app.state.engine)
+    app.state.direct_pool = (
+        None
+        if settings.is_sqlite
+        else DirectPool(
+            settings.database_url,
+            role=settings.database_app_role or None,
+            max_size=settings.db_pool_size,
+        )
+    )
+    app.state.session_factory = session_factory(app.state.engine, direct_pool=app.state.direct_pool)
     app.state.redis = (
         create_redis(settings.redis_url, timeout_ms=settings.redis_timeout_ms) if settings.redis_url else None
     )
@@ -114,6 +125,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(relationship_endpoints.router)
     app.include_router(relationship_endpoints.graph)
     app.include_router(sighting_endpoints.router)
+    # Last, once every router is in: a per-router path prefix check before FastAPI's regex walk.
+    prefilter_routers(app)
+    document_problems(app, except_prefixes=("/taxii2",))
     return app
 
 

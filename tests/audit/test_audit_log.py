@@ -84,7 +84,8 @@ async def test_audit_log_is_for_admins_and_filters_and_pages(client: httpx.Async
     naive = await client.get(
         f"{ORGS}/{org_id}/audit-log", params={"since": "2026-01-01T00:00:00"}, headers=owner.headers
     )
-    assert naive.status_code == 422 and naive.json()["errors"][0]["field"] == "since"
+    assert naive.status_code == 422 and naive.json()["errors"][0]["field"] == "query.since"
+    assert "timezone" in naive.json()["errors"][0]["message"]
 
 
 async def test_failed_sign_in_is_audited_even_though_it_fails(client: httpx.AsyncClient, app: Any) -> None:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from pydantic import AwareDatetime, BeforeValidator
 
 _NUMERIC = re.compile(r"^\s*[-+]?\d+(\.\d+)?\s*$")
 
@@ -19,4 +18,5 @@ def _rfc3339_only(value: Any) -> Any:
     return value
 
 
-RFC3339 = Annotated[datetime, BeforeValidator(_rfc3339_only)]
+# Timezone required: a naive time is ambiguous (and the database keeps aware UTC only).
+RFC3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]

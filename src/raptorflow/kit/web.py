@@ -193,3 +193,80 @@ def prefilter_routers(app: FastAPI) -> int:
         route.matches = matches  # type: ignore[method-assign]
         filtered += 1
     return filtered
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "An RFC 9457 problem: what went wrong, and for 422 which field and why.",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string"},
+        "request_id": {"type": ["string", "null"]},
+        "instance": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+_PROBLEM_REF = {"schema": {"$ref": "#/components/schemas/Problem"}}
+
+
+def document_problems(app: FastAPI, *, except_prefixes: tuple[str, ...] = ()) -> None:
+    """Make the OpenAPI document say what the API answers on errors: problem+json, for every 4xx.
+
+    FastAPI documents 422 as its own `HTTPValidationError` JSON and no other 4xx; every error here is
+    a problem document (see the handlers above). Routes under `except_prefixes` speak another error
+    format (TAXII error objects) and are left as they declare themselves. `{org_id}` in a path is
+    resolved by the permission dependency, so it is declared here for the operations that lack it.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema and app.openapi_schema.get("x-problems-documented"):
+            return app.openapi_schema
+        doc = build()
+        doc.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+        for path, operations in doc.get("paths", {}).items():
+            if path.startswith(except_prefixes):
+                continue
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                for status, response in responses.items():
+                    if status[0] in "45":
+                        response["content"] = {PROBLEM_MEDIA_TYPE: _PROBLEM_REF}
+                responses.setdefault(
+                    "4XX",
+                    {"description": "A problem (RFC 9457)", "content": {PROBLEM_MEDIA_TYPE: _PROBLEM_REF}},
+                )
+                parameters = operation.setdefault("parameters", [])
+                if "{org_id}" in path and not any(
+                    p.get("in") == "path" and p.get("name") == "org_id" for p in parameters
+                ):
+                    parameters.insert(
+                        0,
+                        {
+                            "name": "org_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "format": "uuid"},
+                            "description": "The organization.",
+                        },
+                    )
+        schemas = doc["components"]["schemas"]
+        text = orjson.dumps(doc["paths"]).decode()
+        for name in ("HTTPValidationError", "ValidationError"):
+            if f"#/components/schemas/{name}" not in text:
+                schemas.pop(name, None)
+        doc["x-problems-documented"] = True
+        app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]

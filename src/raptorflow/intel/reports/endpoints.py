@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from pydantic import AwareDatetime
 
 from raptorflow.accounts.schemas import Page
 from raptorflow.auth.deps import require
@@ -18,6 +17,7 @@ from raptorflow.intel.reports.schemas import ObjectRefOut, ReportCreate, ReportO
 from raptorflow.intel.reports.service import ReportService
 from raptorflow.kit.deps import SessionDep
 from raptorflow.kit.pagination import CursorParam, LimitParam
+from raptorflow.kit.types import RFC3339
 from raptorflow.models import Report
 
 PREFIX = "/api/v1/reports"
@@ -73,8 +73,8 @@ async def list_reports(
     ctx: Read,
     session: SessionDep,
     filters: CommonFilters,
-    published_after: Annotated[AwareDatetime | None, Query(description="Published at or after.")] = None,
-    published_before: Annotated[AwareDatetime | None, Query(description="Published before.")] = None,
+    published_after: Annotated[RFC3339 | None, Query(description="Published at or after.")] = None,
+    published_before: Annotated[RFC3339 | None, Query(description="Published before.")] = None,
     sort: SortParam = None,
     limit: LimitParam = 100,
     cursor: CursorParam = None,
