@@ -649,7 +649,6 @@ def test_served_document_needs_no_corrections() -> None:
     assert issues == [], "\n".join(issues)
 
 
-@pytest.mark.xfail(strict=True, reason="src: a 405's Allow names the methods of one route of the path only")
 async def test_405_allow_lists_every_method() -> None:
     application = create_app(make_settings("sqlite+aiosqlite:///:memory:"))
     wrong = []

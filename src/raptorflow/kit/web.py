@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -10,9 +11,10 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import iter_route_contexts
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import Match, compile_path
 
 from raptorflow.kit.errors import PROBLEM_MEDIA_TYPE, RaptorFlowError, problem_body, title_for
 from raptorflow.kit.logging import get_logger
@@ -117,9 +119,38 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
     detail = exc.detail if isinstance(exc.detail, str) else title_for(exc.status_code)
     if exc.status_code == 404 and detail == "Not Found":
         detail = "No resource at this address."
-    elif exc.status_code == 405 and detail == "Method Not Allowed":
-        detail = f"{request.method} is not allowed on this resource."
-    return problem_response(request, exc.status_code, detail, headers=getattr(exc, "headers", None))
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 405:
+        if detail == "Method Not Allowed":
+            detail = f"{request.method} is not allowed on this resource."
+        # Starlette names the methods of the one route that matched the path; a path served by
+        # several routes (one per method) allows the union.
+        headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+    return problem_response(request, exc.status_code, detail, headers=headers)
+
+
+def _route_patterns(app: Any) -> list[tuple[re.Pattern[str], int, frozenset[str]]]:
+    patterns = getattr(app.state, "route_patterns", None)
+    if patterns is None:
+        patterns = [
+            (compile_path(ctx.path_format)[0], ctx.path_format.count("{"), frozenset(ctx.methods or ()))
+            for ctx in iter_route_contexts(app.routes)
+            if isinstance(ctx.path_format, str)
+        ]
+        app.state.route_patterns = patterns
+    return patterns
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods of the most specific routes matching the path (`/things/stats` over `/things/{id}`)."""
+    path = _route_path(request.scope)
+    matched = [
+        (params, methods) for pattern, params, methods in _route_patterns(request.app) if pattern.match(path)
+    ]
+    if not matched:
+        return []
+    fewest = min(params for params, _ in matched)
+    return sorted({m for params, methods in matched if params == fewest for m in methods})
 
 
 async def _on_integrity_error(request: Request, exc: Exception) -> Response:
