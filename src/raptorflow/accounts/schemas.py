@@ -5,7 +5,8 @@ from __future__ import annotations
 import ipaddress
 import uuid
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from types import UnionType
+from typing import Annotated, Any, Generic, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, ValidationInfo, field_validator
 
@@ -21,18 +22,63 @@ class Input(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _no_numbers_for_dates(cls, value: Any, info: ValidationInfo) -> Any:
-        # Pydantic's lax mode reads 1700000000 as a date; an API client sending a number meant something else.
-        if isinstance(value, int | float) and info.field_name and _is_datetime_field(cls, info.field_name):
+    def _json_types_as_documented(cls, value: Any, info: ValidationInfo) -> Any:
+        # Pydantic's lax mode reads 1700000000 as a date, "50" or true as an integer and 0 as false; a
+        # client sending another JSON type than the documented one meant something else: say so.
+        if value is None or not info.field_name:
+            return value
+        kind = _scalar_kind(cls, info.field_name)
+        if kind == "datetime" and isinstance(value, int | float):
             raise ValueError("expected an RFC 3339 date-time string, e.g. 2026-01-01T00:00:00Z")
+        if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError("expected an integer")
+        if kind == "bool" and not isinstance(value, bool):
+            raise ValueError("expected true or false")
         return value
 
 
-def _is_datetime_field(model: type[BaseModel], name: str) -> bool:
-    field = model.model_fields.get(name)
-    if field is None:
-        return False
-    return "datetime" in str(field.annotation).lower()
+_KINDS: dict[tuple[type[BaseModel], str], str | None] = {}
+
+
+def _leaf_types(annotation: Any) -> list[Any]:
+    args = get_args(annotation)
+    if get_origin(annotation) is Annotated:
+        return _leaf_types(args[0])
+    if get_origin(annotation) in (Union, UnionType):
+        return [leaf for arg in args if arg is not type(None) for leaf in _leaf_types(arg)]
+    return [annotation]
+
+
+def _is_datetime(leaf: Any) -> bool:
+    return leaf is datetime or leaf is AwareDatetime or getattr(leaf, "__name__", "") == "AwareDatetime"
+
+
+def _leaf_kind(leaf: Any) -> str:
+    if leaf is bool:
+        return "bool"
+    if leaf is int:
+        return "int"
+    return "datetime" if _is_datetime(leaf) else "other"
+
+
+def _scalar_kind(model: type[BaseModel], name: str) -> str | None:
+    """'int', 'bool' or 'datetime' when a field takes only that (or null); None otherwise."""
+    key = (model, name)
+    if key not in _KINDS:
+        field = model.model_fields.get(name)
+        leaves = _leaf_types(field.annotation) if field is not None else []
+        kinds = {
+            "bool"
+            if leaf is bool
+            else "int"
+            if leaf is int
+            else "datetime"
+            if _is_datetime(leaf)
+            else "other"
+            for leaf in leaves
+        }
+        _KINDS[key] = next(iter(kinds)) if len(kinds) == 1 and "other" not in kinds else None
+    return _KINDS[key]
 
 
 class UserOut(BaseModel):

@@ -132,6 +132,10 @@ def create_engine(url: str, *, pool_size: int = 10, role: str | None = None) -> 
             cursor = dbapi_connection.cursor()
             cursor.execute(f"SET ROLE {role}")
             cursor.close()
+            # The driver ran that inside an implicit transaction: commit it, or the first rollback on
+            # this connection (a read-only use returned to the pool) would undo the role switch and
+            # leave a connection that bypasses row-level security.
+            dbapi_connection.commit()
 
         event.listen(engine.sync_engine, "connect", _set_role)
     return engine
