@@ -61,6 +61,17 @@ async def test_register_refuses_unknown_fields(client: httpx.AsyncClient) -> Non
     assert response.json()["errors"][0]["field"] == "body.role"
 
 
+async def test_register_refuses_a_blank_name_and_trims_one(client: httpx.AsyncClient) -> None:
+    blank = await client.post(
+        "/api/v1/auth/register", json={"email": "blank@example.com", "password": PASSWORD, "name": "   "}
+    )
+    assert blank.status_code == 422 and blank.json()["errors"][0]["field"] == "body.name"
+    padded = await client.post(
+        "/api/v1/auth/register", json={"email": "padded@example.com", "password": PASSWORD, "name": "  Dee "}
+    )
+    assert padded.status_code == 201 and padded.json()["name"] == "Dee"
+
+
 async def test_registration_closed_and_invite_only(database_url: str) -> None:
     for mode, expected in (("closed", 403), ("invite", 403)):
         app = create_app(make_settings(database_url, registration=mode))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 
 class RegisterIn(BaseModel):
@@ -12,7 +14,8 @@ class RegisterIn(BaseModel):
 
     email: EmailStr = Field(max_length=320)
     password: str = Field(min_length=1, max_length=1024)
-    name: str = Field(min_length=1, max_length=200)
+    # Stripped first: a name of spaces only is no name.
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
 class TokenPair(BaseModel):
