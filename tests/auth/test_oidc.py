@@ -274,9 +274,10 @@ async def test_clock_skew_within_leeway_is_tolerated(
 @pytest.mark.parametrize(
     ("overrides", "reason"),
     [
-        ({"exp": int(time.time()) - 120, "iat": int(time.time()) - 600}, "token expired"),
-        ({"iat": int(time.time()) + 300}, "token not yet valid"),
-        ({"nbf": int(time.time()) + 300}, "token not yet valid"),
+        # Times as offsets from the moment the test runs (collection may be minutes earlier).
+        ({"exp": -120, "iat": -600}, "token expired"),
+        ({"iat": 300}, "token not yet valid"),
+        ({"nbf": 300}, "token not yet valid"),
         ({"iss": "https://evil.example/auth/v1"}, "issuer mismatch"),
         ({"aud": "someone-else"}, "audience mismatch"),
         ({"sub": None}, "missing claim sub"),
@@ -290,8 +291,12 @@ async def test_clock_skew_within_leeway_is_tolerated(
 async def test_bad_claims_are_rejected(
     overrides: dict[str, Any], reason: str, keys: dict[str, SigningKey], verifier: ExternalTokenVerifier
 ) -> None:
+    now = int(time.time())
+    claims = {
+        k: now + v if k in ("exp", "iat", "nbf") and isinstance(v, int) else v for k, v in overrides.items()
+    }
     with pytest.raises(ExternalTokenInvalid, match=rf"^{reason}$"):
-        await verifier.verify(sign(keys["ES256"], **overrides))
+        await verifier.verify(sign(keys["ES256"], **claims))
 
 
 async def test_audience_unchecked_when_not_configured_but_still_required(
