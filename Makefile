@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run test lint fmt fuzz bench clean install install-dev
+.PHONY: run test lint fmt fuzz bench clean install install-dev browser e2e
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "RaptorFlow needs Python >= 3.11 (set PYTHON=...)")'
@@ -35,8 +35,15 @@ fmt: $(VENV)/.installed-dev
 	$(BIN)/ruff format src tests migrations bench
 	$(BIN)/ruff check --fix src tests migrations bench
 
-test: lint
+test: lint browser
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Debian's Chromium for the console's browser tests (Playwright drives it; never `playwright install`).
+browser:
+	@test -x /usr/bin/chromium || apt-get install -y chromium >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y chromium >/dev/null)
+
+e2e: $(VENV)/.installed-dev browser
+	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
 fuzz: $(VENV)/.installed-dev
 	RAPTORFLOW_FUZZ_EXAMPLES=500 $(BIN)/pytest tests/test_fuzz.py $(PYTEST_ARGS)
@@ -44,6 +51,8 @@ fuzz: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	@command -v wrk >/dev/null || (apt-get install -y wrk >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y wrk >/dev/null))
 	$(BIN)/python bench/run.py $(ARGS)
+	$(BIN)/python bench/imports.py $(ARGS)
+	$(BIN)/python bench/sharing.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

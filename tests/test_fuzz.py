@@ -52,6 +52,7 @@ from schemathesis.specs.openapi.checks import allow_header_conformance, positive
 from urllib3 import HTTPHeaderDict, HTTPResponse
 
 from raptorflow.app import create_app
+from raptorflow.kit.web import PROBLEM_SCHEMA
 from tests.conftest import (
     ADMIN_PG_URL,
     PASSWORD,
@@ -232,6 +233,9 @@ class Tenant:
 # --- transport: Schemathesis speaks `requests`; the app lives on pytest-asyncio's session loop -------
 
 
+_DECODED_HEADERS = {"content-encoding", "content-length"}
+
+
 class ASGIOnLoopAdapter(BaseAdapter):
     """A `requests` adapter handing each request to the app through httpx, on the session event loop.
 
@@ -255,7 +259,10 @@ class ASGIOnLoopAdapter(BaseAdapter):
         )
         raw = HTTPResponse(
             body=io.BytesIO(response.content),
-            headers=HTTPHeaderDict(response.headers.multi_items()),
+            # httpx has already decoded a gzip body: its encoding and length no longer describe it.
+            headers=HTTPHeaderDict(
+                [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _DECODED_HEADERS]
+            ),
             status=response.status_code,
             reason=response.reason_phrase,
             version=11,
@@ -317,27 +324,9 @@ def _served_document() -> dict[str, Any]:
     return create_app(make_settings("sqlite+aiosqlite:///:memory:")).openapi()
 
 
-PROBLEM_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["type", "title", "status", "detail"],
-    "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer", "minimum": 400, "maximum": 599},
-        "detail": {"type": "string"},
-        "request_id": {"type": ["string", "null"]},
-        "instance": {"type": "string"},
-        "errors": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["field", "message"],
-                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
-            },
-        },
-    },
-}
 PROBLEM_CONTENT = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+TAXII_MEDIA_TYPE = "application/taxii+json;version=2.1"
+TAXII_ERROR_CONTENT = {TAXII_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/TaxiiError"}}}
 ORG_ID_PARAMETER = {
     "name": "org_id",
     "in": "path",
@@ -359,19 +348,22 @@ def corrected_document(served: dict[str, Any]) -> tuple[dict[str, Any], list[str
     issues: list[str] = []
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas.setdefault("Problem", PROBLEM_SCHEMA)
+    schemas.setdefault("TaxiiError", {"type": "object", "required": ["title"]})
     for path, operations in doc["paths"].items():
+        # TAXII answers its own error objects (TAXII 2.1 section 3.6.1), everything else problem+json.
+        taxii = path.startswith("/taxii2")
+        media = TAXII_MEDIA_TYPE if taxii else "application/problem+json"
+        content = TAXII_ERROR_CONTENT if taxii else PROBLEM_CONTENT
         for method, operation in operations.items():
             label = f"{method.upper()} {path}"
             responses = operation.setdefault("responses", {})
             for status, response in responses.items():
-                if status[0] in "45" and set(response.get("content", {})) != {"application/problem+json"}:
-                    issues.append(f"{label}: {status} is not documented as application/problem+json")
-                    response["content"] = PROBLEM_CONTENT
+                if status[0] in "45" and set(response.get("content", {})) != {media}:
+                    issues.append(f"{label}: {status} is not documented as {media}")
+                    response["content"] = content
             if "4XX" not in responses:
-                issues.append(
-                    f"{label}: no 4XX problem response (so 400, 401, 403, 409, 429 are undocumented)"
-                )
-                responses["4XX"] = {"description": "A problem (RFC 9457)", "content": PROBLEM_CONTENT}
+                issues.append(f"{label}: no 4XX error response (so 400, 401, 403, 409, 429 are undocumented)")
+                responses["4XX"] = {"description": "An error", "content": content}
             parameters = operation.setdefault("parameters", [])
             if "{org_id}" in path and not any(
                 p.get("in") == "path" and p.get("name") == "org_id" for p in parameters

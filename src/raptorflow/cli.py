@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, NoReturn, TypeVar
@@ -12,6 +13,7 @@ from typing import Annotated, NoReturn, TypeVar
 import typer
 import uvicorn
 from pydantic import ValidationError
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raptorflow import __version__
@@ -23,14 +25,25 @@ from raptorflow.auth.principal import Principal
 from raptorflow.auth.repository import IdentityRepository
 from raptorflow.auth.service import AuthService, normalize_email
 from raptorflow.auth.tokens import TokenIssuer, rotate_keys
+from raptorflow.billing import ledger as billing_ledger
+from raptorflow.billing import operations as billing_ops
+from raptorflow.billing import plans as billing_plans
+from raptorflow.billing import repository as billing_sql
+from raptorflow.billing.mode import BillingConfig
 from raptorflow.config import Registration, Settings, SettingsError, load_settings
+from raptorflow.console.setup import issue_setup_token
 from raptorflow.intel.attack import loader as attack_loader
 from raptorflow.intel.attack import service as attack_service
+from raptorflow.jobs import worker as job_worker
+from raptorflow.kit import backup as platform_backup
 from raptorflow.kit import migrations
-from raptorflow.kit.db import create_engine, session_factory
+from raptorflow.kit.db import create_engine, session_factory, utcnow
 from raptorflow.kit.errors import RaptorFlowError
 from raptorflow.kit.logging import configure_logging, get_logger
 from raptorflow.kit.ratelimit import Limiter, make_storage
+from raptorflow.sharing.exports import service as export_service
+from raptorflow.sharing.imports import schemas as import_schemas
+from raptorflow.sharing.imports import service as import_service
 
 app = typer.Typer(help="RaptorFlow threat-intelligence platform.", no_args_is_help=True, add_completion=False)
 
@@ -91,6 +104,11 @@ def serve(
     settings = settings_or_exit()
     configure_logging(fmt=settings.effective_log_format.value, level=settings.log_level)
     prepare_database(settings)
+    setup_token = in_transaction(settings, issue_setup_token)
+    if setup_token:
+        # First run: no account exists yet, so print the one-time link that creates the first owner.
+        link = f"{settings.public_url.rstrip('/')}/setup?token={setup_token}"
+        typer.echo(f"First run: open {link} (valid 24 h, once)")
     get_logger("raptorflow").info("serve.start", url=f"http://{host}:{port}", workers=workers)
     uvicorn.run(
         "raptorflow.app:app_from_env",
@@ -129,6 +147,12 @@ app.add_typer(org_app, name="org")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(attack_app, name="attack")
+plan_app = typer.Typer(help="Billing plans (prices and limits).", no_args_is_help=True)
+billing_app = typer.Typer(help="Billing operations.", no_args_is_help=True)
+ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
+app.add_typer(plan_app, name="plan")
+app.add_typer(billing_app, name="billing")
+app.add_typer(ledger_app, name="ledger")
 
 CLI_CONTEXT = AuditContext(user_agent="raptorflow-cli")
 T = TypeVar("T")
@@ -272,6 +296,328 @@ def attack_sync(
     summary = in_transaction(settings, work)
     typer.echo(summary.line())
     typer.echo(f"loaded in {time.perf_counter() - started:.1f}s", err=True)
+
+
+def _limit(value: str | None) -> int | None:
+    """'unlimited' → None; a number → int (paise or a count)."""
+    if value is None or value.lower() in ("unlimited", "none", "custom"):
+        return None
+    try:
+        return int(value.replace(",", "").replace("_", ""))
+    except ValueError:
+        fail(f"expected a whole number or 'unlimited', got {value!r}")
+
+
+@plan_app.command("list")
+def plan_list() -> None:
+    """Print every plan with its price and limits."""
+    settings = settings_or_exit()
+    prepare_database(settings)
+
+    def show(v: int | None) -> str:
+        return "unlimited" if v is None else f"{v:,}"
+
+    for p in in_transaction(settings, billing_sql.plans):
+        price = "custom" if p.price_paise is None else f"{p.price_paise} paise"
+        typer.echo(
+            f"{p.code:<12} {p.name:<12} {price:<14} {show(p.requests_per_minute)}/min "
+            f"{show(p.requests_per_month)}/month members {show(p.max_members)} "
+            f"indicators {show(p.max_indicators)} feeds {'yes' if p.feeds else 'no'} "
+            f"taxii-write {'yes' if p.taxii_write else 'no'}"
+        )
+
+
+@plan_app.command("set")
+def plan_set(
+    code: Annotated[str, typer.Argument(help="plan code, e.g. pro")],
+    name: Annotated[str | None, typer.Option()] = None,
+    price_paise: Annotated[str | None, typer.Option(help="integer paise, or 'custom'")] = None,
+    requests_per_minute: Annotated[str | None, typer.Option(help="number or 'unlimited'")] = None,
+    requests_per_month: Annotated[str | None, typer.Option(help="number or 'unlimited'")] = None,
+    members: Annotated[str | None, typer.Option(help="number or 'unlimited'")] = None,
+    indicators: Annotated[str | None, typer.Option(help="number or 'unlimited'")] = None,
+    feeds: Annotated[bool | None, typer.Option("--feeds/--no-feeds")] = None,
+    taxii_write: Annotated[bool | None, typer.Option("--taxii-write/--no-taxii-write")] = None,
+    rank: Annotated[int | None, typer.Option(help="order of plans, cheapest first")] = None,
+) -> None:
+    """Create or change a plan; only the options given change."""
+    settings = settings_or_exit()
+    prepare_database(settings)
+    changes: dict[str, object] = {}
+    for key, raw in (
+        ("price_paise", price_paise),
+        ("requests_per_minute", requests_per_minute),
+        ("requests_per_month", requests_per_month),
+        ("max_members", members),
+        ("max_indicators", indicators),
+    ):
+        if raw is not None:
+            changes[key] = _limit(raw)
+    for key, value in (("name", name), ("feeds", feeds), ("taxii_write", taxii_write), ("rank", rank)):
+        if value is not None:
+            changes[key] = value
+    if not changes:
+        fail("nothing to change: give at least one option")
+
+    async def work(session: AsyncSession) -> str:
+        try:
+            found = await billing_plans.set_plan(session, code, changes)
+        except ValueError as exc:
+            fail(str(exc))
+        return f"plan {found.code} saved"
+
+    typer.echo(in_transaction(settings, work))
+
+
+@billing_app.command("reconcile")
+def billing_reconcile(
+    days: Annotated[int, typer.Option(min=1, max=90, help="look back this many days")] = 3,
+) -> None:
+    """Fetch recent orders and payments from Razorpay and apply what webhooks missed."""
+    settings = settings_or_exit()
+    prepare_database(settings)
+    config = BillingConfig.from_settings(settings)
+
+    async def work(session: AsyncSession) -> list[str]:
+        billing_ops.use_config(session, config)
+        return await billing_ops.reconcile(session, config, days, billing_ops.utcnow())
+
+    for line in in_transaction(settings, work):
+        typer.echo(line)
+
+
+@billing_app.command("renew")
+def billing_renew() -> None:
+    """Renew or downgrade every subscription whose period or grace has ended (the hourly job, now)."""
+    settings = settings_or_exit()
+    prepare_database(settings)
+    config = BillingConfig.from_settings(settings)
+
+    async def work(session: AsyncSession) -> list[str]:
+        billing_ops.use_config(session, config)
+        return await billing_ops.renew_due(session, billing_ops.utcnow())
+
+    for line in in_transaction(settings, work):
+        typer.echo(line)
+
+
+@billing_app.command("trial")
+def billing_trial(
+    org: Annotated[str, typer.Option(help="organization id")],
+    plan: Annotated[str, typer.Option(help="plan code")] = "pro",
+    days: Annotated[int, typer.Option(min=1, max=90)] = 14,
+) -> None:
+    """Put a Free organization on a plan's trial (trialing; unpaid at its end → past_due, then Free)."""
+    settings = settings_or_exit()
+    prepare_database(settings)
+    config = BillingConfig.from_settings(settings)
+    try:
+        org_id = uuid.UUID(org)
+    except ValueError:
+        fail("--org must be an organization id (UUID)")
+
+    async def work(session: AsyncSession) -> str:
+        billing_ops.use_config(session, config)
+        sub = await billing_ops.BillingService(session, org_id, CLI_CONTEXT).start_trial(plan, days)
+        assert sub.current_period_end is not None
+        return f"{org_id} trialing {plan} until {sub.current_period_end.isoformat()}"
+
+    typer.echo(in_transaction(settings, work))
+
+
+@ledger_app.command("check")
+def ledger_check() -> None:
+    """Verify every ledger invariant over the whole ledger; exit 1 on any violation."""
+    settings = settings_or_exit()
+    prepare_database(settings)
+    problems = in_transaction(settings, billing_ledger.check)
+    for problem in problems:
+        typer.echo(problem)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo("ledger ok", err=True)
+
+
+@app.command()
+def worker(
+    beat: Annotated[bool, typer.Option("--beat", help="Also run periodic tasks (one per site).")] = False,
+    concurrency: Annotated[int, typer.Option(min=1, max=256, help="Job processes.")] = 2,
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "WARNING",
+) -> None:
+    """Run a Celery worker for background jobs (needs RAPTORFLOW_BROKER_URL)."""
+    settings = settings_or_exit()
+    if not settings.broker_url:
+        fail("RAPTORFLOW_BROKER_URL is not set; without a broker jobs run inside `raptorflow serve`")
+    configure_logging(fmt=settings.effective_log_format.value, level=settings.log_level)
+    prepare_database(settings)
+    celery = job_worker.create_celery(settings)
+    argv = ["worker", f"--concurrency={concurrency}", f"--loglevel={loglevel}", "--pool=prefork"]
+    if beat:
+        argv.append("--beat")
+        # beat keeps its schedule state in a file; keep it out of the working directory.
+        argv.append(f"--schedule={settings_state_dir(settings) / 'celerybeat-schedule'}")
+    get_logger("raptorflow").info("worker.start", concurrency=concurrency, beat=beat)
+    celery.worker_main(argv)
+
+
+def settings_state_dir(settings: Settings) -> Path:
+    """A folder for process state files (next to the SQLite file, or ./var)."""
+    sqlite = settings.sqlite_path()
+    folder = sqlite.parent if sqlite is not None else Path("var")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@app.command()
+def backup(
+    target: Annotated[Path, typer.Argument(help="File to write (SQLite copy, or pg_dump custom format).")],
+) -> None:
+    """Back up the database while it serves (SQLite online backup; pg_dump for PostgreSQL)."""
+    settings = settings_or_exit()
+    try:
+        written = platform_backup.backup(settings.database_url, target)
+    except platform_backup.BackupError as exc:
+        fail(str(exc), 1)
+    typer.echo(f"backup written to {written}", err=True)
+
+
+@app.command()
+def restore(
+    source: Annotated[Path, typer.Argument(help="A file written by `raptorflow backup`.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm overwriting the configured database.")] = False,
+) -> None:
+    """Restore a backup into the configured database (use a fresh database; then `raptorflow migrate`)."""
+    if not yes:
+        fail("restore overwrites the configured database; run again with --yes to confirm")
+    settings = settings_or_exit()
+    try:
+        platform_backup.restore(settings.database_url, source)
+    except platform_backup.BackupError as exc:
+        fail(str(exc), 1)
+    typer.echo(f"restored {source}", err=True)
+
+
+@app.command("import")
+def import_command(
+    file: Annotated[
+        Path,
+        typer.Argument(help="STIX bundle, MISP event JSON, CSV or text list", exists=True, dir_okay=False),
+    ],
+    org: Annotated[str, typer.Option("--org", help="the organization's slug")],
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="stix, misp, csv or text (guessed from the file when left out)"),
+    ] = None,
+    project: Annotated[str | None, typer.Option("--project", help="project id or name")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="tag every indicator (repeatable)")] = None,
+    tlp: Annotated[str | None, typer.Option("--tlp", help="clear, green, amber, amber+strict, red")] = None,
+    confidence: Annotated[int | None, typer.Option("--confidence", min=0, max=100)] = None,
+    source: Annotated[str | None, typer.Option("--source")] = None,
+) -> None:
+    """Import indicators into an org with a progress bar (set-based; COPY + merge on PostgreSQL)."""
+    if fmt is not None and fmt not in import_schemas.FORMATS:
+        fail(f"--format must be one of {', '.join(import_schemas.FORMATS)}")
+    try:
+        options = import_schemas.ImportOptions(tags=tag or [], tlp=tlp, confidence=confidence, source=source)
+    except ValidationError as exc:
+        fail(f"invalid option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
+    settings = settings_or_exit()
+    prepare_database(settings)
+
+    async def runner() -> dict[str, object]:
+        engine = create_engine(settings.database_url)
+        try:
+            with Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TextColumn("{task.fields[counts]}"),
+                TimeRemainingColumn(),
+                transient=False,
+            ) as bar:
+                task_id = bar.add_task(file.name, total=None, counts="")
+
+                def progress(done: int, total: int, counts: dict[str, object]) -> None:
+                    line = " ".join(
+                        f"{k} {counts.get(k, 0)}" for k in ("processed", "created", "merged", "rejected")
+                    )
+                    bar.update(task_id, completed=done, total=total or None, counts=line)
+
+                return await import_service.import_file(
+                    session_factory(engine), settings, org, file, fmt, options, project, progress
+                )
+        finally:
+            await engine.dispose()
+
+    try:
+        out = asyncio.run(runner())
+    except RaptorFlowError as exc:
+        fail(exc.detail, 1)
+    typer.echo(
+        f"{out['status']}: {out['processed']} processed, {out['created']} created, {out['merged']} merged, "
+        f"{out['rejected']} rejected (import {out['id']})"
+    )
+    for rejection in out["rejections"][:10]:  # type: ignore[index]
+        typer.echo(f"  line {rejection['line']}: {rejection['value']!r}: {rejection['reason']}", err=True)
+    if out["status"] != "succeeded":
+        fail(str(out.get("error") or out["status"]), 1)
+
+
+@app.command("export")
+def export_command(
+    org: Annotated[str, typer.Option("--org", help="the organization's slug")],
+    fmt: Annotated[str, typer.Option("--format", help="csv, txt, stix, misp, suricata or snort")] = "csv",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="file to write (default: stdout)")
+    ] = None,
+    type_: Annotated[str | None, typer.Option("--type", help="indicator type")] = None,
+    min_score: Annotated[int | None, typer.Option("--min-score", min=0, max=100)] = None,
+    tag: Annotated[str | None, typer.Option("--tag")] = None,
+    project: Annotated[str | None, typer.Option("--project", help="project id or name")] = None,
+    tlp: Annotated[str | None, typer.Option("--tlp")] = None,
+) -> None:
+    """Export an org's indicators (same formats and filters as GET /api/v1/exports/indicators.*), streamed."""
+    if fmt not in export_service.FORMATS:
+        fail(f"--format must be one of {', '.join(export_service.FORMATS)}")
+    settings = settings_or_exit()
+    prepare_database(settings)
+
+    async def runner() -> None:
+        engine = create_engine(settings.database_url)
+        factory = session_factory(engine)
+        try:
+            async with factory() as session:
+                org_id = await import_service.org_by_slug(session, org)
+                project_id = (
+                    await import_service.project_by_ref(session, org_id, project) if project else None
+                )
+                name = await export_service.org_name(session, org_id)
+            filters = {
+                "type": type_,
+                "min_score": min_score,
+                "tag": tag.strip().lower() if tag else None,
+                "project_id": project_id,
+                "tlp": tlp,
+                "archived": False,
+            }
+            sink = output.open("wb") if output is not None else sys.stdout.buffer
+            try:
+                async for chunk in export_service.stream_for(
+                    fmt, factory, org_id, filters, org=name, now=utcnow()
+                ):
+                    sink.write(chunk)
+            finally:
+                if output is not None:
+                    sink.close()
+                else:
+                    sink.flush()
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(runner())
+    except RaptorFlowError as exc:
+        fail(exc.detail, 1)
 
 
 @app.command()

@@ -72,6 +72,38 @@ class Settings(BaseSettings):
     argon2_memory_kib: int | None = Field(default=None, ge=1024, le=4_194_304)
     db_pool_size: int = Field(default=10, ge=1, le=200)
     database_app_role: str = Field(default="raptorflow_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$|^$")
+    # Billing (issue 6): off = self-hosted, no plan limits; on = SaaS plans, limits and Razorpay payments.
+    billing_enabled: bool = False
+    razorpay_key_id: str | None = None
+    razorpay_key_secret: str | None = None
+    razorpay_webhook_secret: str | None = None
+    razorpay_webhook_secret_previous: str | None = None
+    razorpay_base_url: str = "https://api.razorpay.com"
+    billing_gst_rate_bps: int = Field(default=1800, ge=0, le=10_000)
+    billing_grace_days: int = Field(default=7, ge=0, le=90)
+    billing_seller_name: str = "RaptorFlow"
+    billing_seller_address: str = ""
+    billing_seller_state: str = Field(default="KA", pattern=r"^[A-Z]{2}$")
+    billing_seller_gstin: str | None = None
+    # Platform (issue 7): jobs, limits, HTTP hardening, outbound calls, metrics.
+    broker_url: str | None = None
+    job_concurrency: int = Field(default=2, ge=1, le=64)
+    job_max_attempts: int = Field(default=5, ge=1, le=50)
+    job_retry_base_s: float = Field(default=2.0, ge=0.0, le=3600.0)
+    rate_limit_per_minute: int = Field(default=6000, ge=1)
+    rate_limit_principal_per_minute: int = Field(default=3000, ge=1)
+    rate_limit_anonymous_per_minute: int = Field(default=60, ge=1)
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_json_depth: int = Field(default=32, ge=2, le=1000)
+    cors_origins: list[str] = Field(default_factory=list)
+    trusted_proxies: list[str] = Field(default_factory=list)
+    gzip_min_bytes: int = Field(default=1024, ge=0)
+    outbound_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    outbound_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    outbound_allow_private: bool = False
+    webhook_retry_hours: float = Field(default=24.0, gt=0, le=168)
+    metrics_enabled: bool = False
+    metrics_token: str | None = None
 
     @field_validator("log_level")
     @classmethod

@@ -8,6 +8,7 @@ from raptorflow.accounts import repository as sql
 from raptorflow.accounts.repository import MembershipRepository
 from raptorflow.audit import service as audit
 from raptorflow.audit.service import AuditContext
+from raptorflow.billing.service import ensure_room
 from raptorflow.kit.crypto import sha256_hex
 from raptorflow.kit.db import utcnow
 from raptorflow.kit.errors import NotFound
@@ -59,5 +60,8 @@ async def accept_link(session: AsyncSession, token: str, user: User, ctx: AuditC
     ):
         raise NotFound("No open invitation matches this link for your account.")
     if invitation.accepted_at is None:
+        await bind_org(session, invitation.org_id)
+        # Plan limit (billing on only): the invitation already holds a seat, so it is counted as written.
+        await ensure_room(session, invitation.org_id, "members", adding=1, written=True)
         await _accept(session, invitation, user, ctx)
     return invitation

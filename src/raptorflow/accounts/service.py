@@ -28,6 +28,7 @@ from raptorflow.auth.permissions import Role
 from raptorflow.auth.principal import OrgContext, Principal
 from raptorflow.auth.repository import IdentityRepository
 from raptorflow.auth.service import normalize_email
+from raptorflow.billing.service import ensure_room
 from raptorflow.kit.crypto import random_token, sha256_hex
 from raptorflow.kit.db import new_id, utcnow
 from raptorflow.kit.deps import after_commit
@@ -132,6 +133,7 @@ class OrganizationService:
         _may_grant(ctx, role)
         email = normalize_email(email)
         members = MembershipRepository(self.session, ctx.org_id)
+        await ensure_room(self.session, ctx.org_id, "members", adding=1)  # plan limit (billing on only)
         user = await IdentityRepository(self.session).user_by_email(email)
         if user is not None:
             if await members.get(user.id):

@@ -206,6 +206,7 @@ def require(permission: Permission) -> Any:
         principal = await authenticate(request, session)
         org_id, role = await resolve_org(request, session, principal)
         request.state.org_id = org_id
+        await request.app.state.request_limits.check_org(request.scope, org_id, _limit_key(principal))
         if not allows(role, permission):
             raise Forbidden(
                 f"This action needs the {MATRIX[permission].value} role; yours is {role.value}.",
@@ -220,16 +221,24 @@ async def _signed_in_user(request: Request, session: SessionDep) -> Principal:
     principal = await authenticate(request, session)
     if principal.user_id is None:
         raise Forbidden("This route is for signed-in users, not API keys.")
+    await request.app.state.request_limits.check_user(request.scope, _limit_key(principal))
     return principal
 
 
-async def _public() -> None:
-    return None
+def _limit_key(principal: Principal) -> str:
+    """The rate-limit key of a credential: the API key, else the user."""
+    return f"key:{principal.api_key_id}" if principal.api_key_id else f"user:{principal.user_id}"
+
+
+async def _public(request: Request) -> None:
+    # Anonymous API routes are limited per client address (sign-in adds its own stricter limit).
+    if request.scope["path"].startswith("/api/"):
+        await request.app.state.request_limits.check_anonymous(request.scope, client_ip(request))
 
 
 setattr(_signed_in_user, PERMISSION_ATTR, AUTHENTICATED)
 setattr(_public, PERMISSION_ATTR, PUBLIC)
 
 UserDep = Annotated[Principal, Depends(_signed_in_user)]
-public: Callable[[], Awaitable[None]] = _public
+public: Callable[[Request], Awaitable[None]] = _public
 PublicRoute = Depends(_public)

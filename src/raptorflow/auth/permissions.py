@@ -42,6 +42,11 @@ class Permission(StrEnum):
     intel_read = "intel:read"
     intel_write = "intel:write"
     intel_admin = "intel:admin"
+    billing_read = "billing:read"
+    billing_manage = "billing:manage"
+    jobs_read = "jobs:read"
+    jobs_manage = "jobs:manage"
+    webhooks_manage = "webhooks:manage"
 
 
 # The minimum role for each permission. One table, read by `require()` and by the README.
@@ -57,6 +62,11 @@ MATRIX: dict[Permission, Role] = {
     Permission.api_keys_manage: Role.admin,
     Permission.audit_read: Role.admin,
     Permission.intel_admin: Role.admin,
+    Permission.billing_read: Role.admin,
+    Permission.billing_manage: Role.admin,
+    Permission.jobs_read: Role.viewer,
+    Permission.jobs_manage: Role.editor,
+    Permission.webhooks_manage: Role.admin,
     Permission.org_delete: Role.owner,
     Permission.ownership_transfer: Role.owner,
 }

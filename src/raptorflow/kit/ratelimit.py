@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
-from limits import RateLimitItem, parse
+from limits import RateLimitItem, RateLimitItemPerMinute, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 from limits.errors import StorageError
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from raptorflow.kit.errors import RaptorFlowError
 from raptorflow.kit.logging import get_logger
+from raptorflow.kit.metrics import LIMITER_UNAVAILABLE, RATE_LIMITED
+from raptorflow.kit.middleware import RATE_LIMIT_STATE
 
 log = get_logger("raptorflow.ratelimit")
 STORAGE_ERRORS = (RedisError, StorageError, OSError, TimeoutError)
@@ -43,24 +52,40 @@ def make_storage(redis_url: str | None, *, timeout_ms: int = 100) -> Storage:
 
 
 class Limiter:
-    """A moving-window limiter over one storage."""
+    """A window limiter over one storage (moving window by default; sliding counter for hot paths).
 
-    def __init__(self, storage: Storage) -> None:
+    When the storage fails, checks fail open; for the next `breaker_s` seconds they fail open at once
+    instead of waiting for the storage's timeout again, then the storage is tried again.
+    """
+
+    def __init__(self, storage: Storage, *, sliding_counter: bool = False, breaker_s: float = 1.0) -> None:
         self.storage = storage
-        self.strategy = MovingWindowRateLimiter(storage)
+        self.strategy: MovingWindowRateLimiter | SlidingWindowCounterRateLimiter = (
+            SlidingWindowCounterRateLimiter(storage) if sliding_counter else MovingWindowRateLimiter(storage)
+        )
+        self.breaker_s = breaker_s
+        self._open_until = 0.0
 
     @staticmethod
     def item(spec: str) -> RateLimitItem:
         """Parse a limit such as '5/15 minutes'."""
         return parse(spec)
 
-    def _fail_open(self, item: RateLimitItem, exc: BaseException) -> LimitState:
+    def _fail_open(self, item: RateLimitItem, exc: BaseException | None) -> LimitState:
         # A limiter that cannot reach its storage lets requests through rather than take the API down.
-        log.warning("ratelimit.storage_unavailable", error=type(exc).__name__)
+        LIMITER_UNAVAILABLE.inc()
+        if exc is not None:
+            log.warning("ratelimit.storage_unavailable", error=type(exc).__name__, retry_in_s=self.breaker_s)
+            self._open_until = time.monotonic() + self.breaker_s
         return LimitState(True, item.amount, item.amount, 0)
+
+    def _broken(self) -> bool:
+        return self._open_until > 0 and time.monotonic() < self._open_until
 
     async def peek(self, item: RateLimitItem, *keys: str) -> LimitState:
         """State of a key without counting a hit."""
+        if self._broken():
+            return self._fail_open(item, None)
         try:
             allowed = await self.strategy.test(item, *keys)
             stats = await self.strategy.get_window_stats(item, *keys)
@@ -71,6 +96,8 @@ class Limiter:
 
     async def hit(self, item: RateLimitItem, *keys: str) -> LimitState:
         """Count one hit and report the state after it."""
+        if self._broken():
+            return self._fail_open(item, None)
         try:
             allowed = await self.strategy.hit(item, *keys)
             stats = await self.strategy.get_window_stats(item, *keys)
@@ -79,9 +106,313 @@ class Limiter:
         reset = max(0, math.ceil(stats.reset_time - time.time()))
         return LimitState(allowed, item.amount, stats.remaining, reset)
 
+    async def allow(self, item: RateLimitItem, *keys: str) -> bool:
+        """Count one hit; True when it is within the limit (one storage call, no window statistics)."""
+        if self._broken():
+            self._fail_open(item, None)
+            return True
+        try:
+            return await self.strategy.hit(item, *keys)
+        except STORAGE_ERRORS as exc:
+            self._fail_open(item, exc)
+            return True
+
     async def clear(self, item: RateLimitItem, *keys: str) -> None:
         """Forget a key's hits (e.g. after a successful sign-in)."""
         try:
             await self.strategy.clear(item, *keys)
         except STORAGE_ERRORS as exc:
             self._fail_open(item, exc)
+
+
+# --- API request limits and the monthly quota ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrgLimits:
+    """What one org may send: per minute (None = no limit) and per UTC calendar month."""
+
+    requests_per_minute: int | None
+    requests_per_month: int | None = None
+
+
+OrgLimitsHook = Callable[[uuid.UUID], Awaitable[OrgLimits]]
+
+
+class TooManyRequests(RaptorFlowError):
+    """A rate limit or quota is exhausted; Retry-After says when to come back."""
+
+    status = 429
+    title = "Too Many Requests"
+
+
+def month_of(now: datetime) -> str:
+    """The usage period key of a moment: 'YYYY-MM' in UTC."""
+    return f"{now.year:04d}-{now.month:02d}"
+
+
+def seconds_to_next_month(now: datetime) -> int:
+    """Whole seconds until the next UTC month starts."""
+    start = datetime(now.year + (now.month == 12), now.month % 12 + 1, 1, tzinfo=UTC)
+    return max(1, math.ceil((start - now).total_seconds()))
+
+
+UsageLoader = Callable[[uuid.UUID, str], Awaitable[int]]
+USAGE_KEY = "rf:usage:{month}:{org}"
+USAGE_ORGS_KEY = "rf:usage-orgs:{month}"
+USAGE_TTL_S = 40 * 86_400
+
+
+class UsageMeter:
+    """Requests per org per UTC month: counted in this process, pushed to Redis about once a second.
+
+    Redis holds the month's total shared by every process (seeded from the database when its key is
+    missing, e.g. after a Redis restart); without Redis this process's totals are the truth (embedded
+    single process). `flush` (a periodic task) writes totals to the database at least once a minute.
+    """
+
+    def __init__(self, redis: Redis | None, loader: UsageLoader, *, push_every_s: float = 1.0) -> None:
+        self.redis = redis
+        self.loader = loader
+        self.push_every_s = push_every_s
+        self.pending: dict[tuple[uuid.UUID, str], int] = {}
+        self.totals: dict[tuple[uuid.UUID, str], int] = {}
+        self._last_push = time.monotonic()
+        self._pushing: asyncio.Task[None] | None = None
+
+    async def _baseline(self, org_id: uuid.UUID, month: str) -> int:
+        try:
+            return await self.loader(org_id, month)
+        except Exception as exc:  # the database may be down; counting goes on from zero
+            log.warning("usage.baseline_unavailable", error=type(exc).__name__)
+            return 0
+
+    async def hit(self, org_id: uuid.UUID, now: datetime) -> int:
+        """Count one request; returns the org's estimated total for the month, this one included."""
+        key = (org_id, month_of(now))
+        if key not in self.totals:
+            self.totals[key] = 0 if self.redis is not None else await self._baseline(*key)
+        self.pending[key] = self.pending.get(key, 0) + 1
+        if self.redis is None:
+            self.totals[key] += 1
+            self.pending.pop(key, None)
+        elif time.monotonic() - self._last_push >= self.push_every_s and self._pushing is None:
+            self._pushing = asyncio.get_running_loop().create_task(self._push_task())
+        return self.totals[key] + self.pending.get(key, 0)
+
+    async def _push_task(self) -> None:
+        try:
+            await self.push()
+        finally:
+            self._pushing = None
+
+    async def push(self) -> None:
+        """Add this process's pending counts to Redis and read the totals back (one pipeline)."""
+        self._last_push = time.monotonic()
+        if self.redis is None or not self.pending:
+            return
+        batch, self.pending = self.pending, {}
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for (org_id, month), count in batch.items():
+                    key = USAGE_KEY.format(month=month, org=org_id)
+                    pipe.incrby(key, count)
+                    pipe.expire(key, USAGE_TTL_S)
+                    pipe.sadd(USAGE_ORGS_KEY.format(month=month), str(org_id))
+                    pipe.expire(USAGE_ORGS_KEY.format(month=month), USAGE_TTL_S)
+                results = await pipe.execute()
+        except STORAGE_ERRORS as exc:
+            # Keep the counts for the next push: a Redis outage delays counting, it does not lose it.
+            for org_month, count in batch.items():
+                self.pending[org_month] = self.pending.get(org_month, 0) + count
+            LIMITER_UNAVAILABLE.inc()
+            log.warning("usage.push_failed", error=type(exc).__name__)
+            return
+        for i, ((org_id, month), count) in enumerate(batch.items()):
+            total = int(results[i * 4])
+            if total == count:
+                # A fresh key (new month, or Redis lost its data): add what the database already has.
+                baseline = await self._baseline(org_id, month)
+                if baseline:
+                    try:
+                        total = int(
+                            await self.redis.incrby(USAGE_KEY.format(month=month, org=org_id), baseline)
+                        )
+                    except STORAGE_ERRORS:
+                        total += baseline
+            self.totals[(org_id, month)] = total
+
+    async def current(self, org_id: uuid.UUID, now: datetime) -> int:
+        """The org's total for the month as this process knows it (after pushing its pending counts)."""
+        key = (org_id, month_of(now))
+        if self.redis is None:
+            if key not in self.totals:
+                self.totals[key] = await self._baseline(*key)
+            return self.totals[key]
+        await self.push()
+        try:
+            raw = await self.redis.get(USAGE_KEY.format(month=key[1], org=org_id))
+        except STORAGE_ERRORS:
+            raw = None
+        if raw is None:
+            return max(self.totals.get(key, 0), await self._baseline(*key))
+        return int(raw)
+
+    async def snapshot(self, month: str) -> dict[uuid.UUID, int]:
+        """Every org's total for `month` (from Redis, or this process without Redis), for the flush."""
+        if self.redis is None:
+            return {org: n for (org, m), n in self.totals.items() if m == month}
+        await self.push()
+        members = await self.redis.smembers(USAGE_ORGS_KEY.format(month=month))
+        orgs = [uuid.UUID(m.decode() if isinstance(m, bytes) else m) for m in members]
+        if not orgs:
+            return {}
+        values = await self.redis.mget([USAGE_KEY.format(month=month, org=o) for o in orgs])
+        return {o: int(v) for o, v in zip(orgs, values, strict=True) if v is not None}
+
+
+class RequestLimits:
+    """Per-org, per-credential and per-IP limits of API requests, plus the org's monthly quota.
+
+    Every check leaves (limit, remaining, reset) in the request scope for the X-RateLimit-* headers
+    (the tightest of the limits checked), and raises TooManyRequests with Retry-After when one is out.
+    """
+
+    def __init__(
+        self,
+        limiter: Limiter,
+        meter: UsageMeter,
+        *,
+        default_per_minute: int,
+        principal_per_minute: int,
+        anonymous_per_minute: int,
+        hooks: Any = None,
+        cache_s: float = 10.0,
+    ) -> None:
+        self.limiter = limiter
+        self.meter = meter
+        self.default = OrgLimits(default_per_minute, None)
+        self.principal_item = RateLimitItemPerMinute(principal_per_minute)
+        self.anonymous_item = RateLimitItemPerMinute(anonymous_per_minute)
+        # `hooks.org_limits(org_id) -> OrgLimits` is read at each call, so it can be replaced (billing).
+        self.hooks = hooks
+        self.cache_s = cache_s
+        self.concurrent = not isinstance(limiter.storage, MemoryStorage)
+        self._items: dict[int, RateLimitItem] = {}
+        self._cache: dict[uuid.UUID, tuple[float, OrgLimits]] = {}
+
+    def _item(self, per_minute: int) -> RateLimitItem:
+        found = self._items.get(per_minute)
+        if found is None:
+            found = self._items[per_minute] = RateLimitItemPerMinute(per_minute)
+        return found
+
+    async def limits_of(self, org_id: uuid.UUID) -> OrgLimits:
+        """The org's limits from the installed hook (cached briefly: the hook may query the database)."""
+        hook: OrgLimitsHook | None = getattr(self.hooks, "org_limits", None)
+        if hook is None:
+            return self.default
+        now = time.monotonic()
+        cached = self._cache.get(org_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        found = await hook(org_id)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[org_id] = (now + self.cache_s, found)
+        return found
+
+    @staticmethod
+    def _refuse(kind: str, state: LimitState, detail: str) -> TooManyRequests:
+        RATE_LIMITED.labels(kind).inc()
+        retry = max(1, state.reset_after_s)
+        return TooManyRequests(
+            detail,
+            headers={
+                "Retry-After": str(retry),
+                "X-RateLimit-Limit": str(state.limit),
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": str(retry),
+            },
+            extra={"limit": kind},
+        )
+
+    @staticmethod
+    def _remember(scope: dict[str, Any], *states: LimitState) -> None:
+        tightest = min(states, key=lambda s: s.remaining)
+        scope.setdefault("state", {})[RATE_LIMIT_STATE] = (
+            tightest.limit,
+            tightest.remaining,
+            tightest.reset_after_s,
+        )
+
+    async def check_anonymous(self, scope: dict[str, Any], ip: str | None) -> None:
+        """Per-IP limit of requests without credentials."""
+        state = await self.limiter.hit(self.anonymous_item, "ip", ip or "unknown")
+        self._remember(scope, state)
+        if not state.allowed:
+            raise self._refuse(
+                "ip", state, "Too many requests from this address; retry after Retry-After seconds."
+            )
+
+    async def check_principal(self, scope: dict[str, Any], principal_key: str) -> LimitState:
+        """Per API key / user limit."""
+        state = await self.limiter.hit(self.principal_item, "principal", principal_key)
+        if not state.allowed:
+            self._remember(scope, state)
+            raise self._refuse(
+                "principal", state, "Too many requests with this credential; retry after Retry-After seconds."
+            )
+        return state
+
+    async def check_user(self, scope: dict[str, Any], principal_key: str) -> None:
+        """Limit of a signed-in user outside any org."""
+        self._remember(scope, await self.check_principal(scope, principal_key))
+
+    async def check_org(self, scope: dict[str, Any], org_id: uuid.UUID, principal_key: str) -> None:
+        """The org's per-minute limit, the credential's limit, then the org's monthly quota."""
+        limits = await self.limits_of(org_id)
+        if limits.requests_per_minute is None:
+            states = [await self.check_principal(scope, principal_key)]
+        else:
+            org_item = self._item(limits.requests_per_minute)
+            # The headers report the org's window; the credential's limit is only counted (one storage
+            # call instead of two) unless it refuses. Shared storage: both in flight at once.
+            if self.concurrent:
+                principal_ok, org_state = await asyncio.gather(
+                    self.limiter.allow(self.principal_item, "principal", principal_key),
+                    self.limiter.hit(org_item, "org", str(org_id)),
+                )
+            else:
+                principal_ok = await self.limiter.allow(self.principal_item, "principal", principal_key)
+                org_state = await self.limiter.hit(org_item, "org", str(org_id))
+            states = [org_state]
+            if not principal_ok:
+                principal_state = await self.limiter.peek(self.principal_item, "principal", principal_key)
+                refused = LimitState(False, principal_state.limit, 0, principal_state.reset_after_s)
+                self._remember(scope, refused)
+                raise self._refuse(
+                    "principal",
+                    refused,
+                    "Too many requests with this credential; retry after Retry-After seconds.",
+                )
+            if not org_state.allowed:
+                self._remember(scope, *states)
+                raise self._refuse(
+                    "org",
+                    org_state,
+                    "This organization's request rate limit is reached; retry after Retry-After seconds.",
+                )
+        self._remember(scope, *states)
+        now = datetime.now(UTC)
+        if limits.requests_per_month is not None:
+            used = await self.meter.hit(org_id, now)
+            if used > limits.requests_per_month:
+                state = LimitState(False, limits.requests_per_month, 0, seconds_to_next_month(now))
+                detail = (
+                    "This organization's monthly request quota is used up; it resets at the start of the "
+                    "next UTC month."
+                )
+                raise self._refuse("month", state, detail)
+        else:
+            await self.meter.hit(org_id, now)

@@ -247,36 +247,48 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         },
     },
 }
-_PROBLEM_REF = {"schema": {"$ref": "#/components/schemas/Problem"}}
 
 
-def document_problems(app: FastAPI, *, except_prefixes: tuple[str, ...] = ()) -> None:
+def _error_content(media_type: str, schema_name: str) -> dict[str, Any]:
+    return {media_type: {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}}
+
+
+def document_problems(
+    app: FastAPI, *, other_formats: dict[str, tuple[str, str, dict[str, Any]]] | None = None
+) -> None:
     """Make the OpenAPI document say what the API answers on errors: problem+json, for every 4xx.
 
     FastAPI documents 422 as its own `HTTPValidationError` JSON and no other 4xx; every error here is
-    a problem document (see the handlers above). Routes under `except_prefixes` speak another error
-    format (TAXII error objects) and are left as they declare themselves. `{org_id}` in a path is
-    resolved by the permission dependency, so it is declared here for the operations that lack it.
+    a problem document (see the handlers above). Paths under a prefix of `other_formats` answer errors
+    in another format — `{prefix: (media type, schema name, schema)}`, e.g. TAXII error objects — and
+    never 422. `{org_id}` in a path is resolved by the permission dependency, so it is declared here
+    for the operations that lack it.
     """
     build = app.openapi
+    formats = other_formats or {}
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema and app.openapi_schema.get("x-problems-documented"):
             return app.openapi_schema
         doc = build()
-        doc.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        schemas["Problem"] = PROBLEM_SCHEMA
+        for _media, name, schema in formats.values():
+            schemas[name] = schema
         for path, operations in doc.get("paths", {}).items():
-            if path.startswith(except_prefixes):
-                continue
+            own = next((formats[prefix] for prefix in formats if path.startswith(prefix)), None)
+            content = _error_content(own[0], own[1]) if own else _error_content(PROBLEM_MEDIA_TYPE, "Problem")
             for operation in operations.values():
                 responses = operation.setdefault("responses", {})
+                if own:
+                    responses.pop("422", None)
                 for status, response in responses.items():
                     if status[0] in "45":
-                        response["content"] = {PROBLEM_MEDIA_TYPE: _PROBLEM_REF}
-                responses.setdefault(
-                    "4XX",
-                    {"description": "A problem (RFC 9457)", "content": {PROBLEM_MEDIA_TYPE: _PROBLEM_REF}},
-                )
+                        response["content"] = content
+                    elif own and "application/json" in response.get("content", {}):
+                        # These routes answer their own media type on success too.
+                        response["content"] = {own[0]: response["content"].pop("application/json")}
+                responses.setdefault("4XX", {"description": "An error", "content": content})
                 parameters = operation.setdefault("parameters", [])
                 if "{org_id}" in path and not any(
                     p.get("in") == "path" and p.get("name") == "org_id" for p in parameters
@@ -291,7 +303,6 @@ def document_problems(app: FastAPI, *, except_prefixes: tuple[str, ...] = ()) ->
                             "description": "The organization.",
                         },
                     )
-        schemas = doc["components"]["schemas"]
         text = orjson.dumps(doc["paths"]).decode()
         for name in ("HTTPValidationError", "ValidationError"):
             if f"#/components/schemas/{name}" not in text:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from raptorflow.accounts.schemas import Page
 from raptorflow.auth.deps import require
 from raptorflow.auth.permissions import Permission
 from raptorflow.auth.principal import OrgContext
-from raptorflow.intel.common import TLP, Classification
 from raptorflow.intel.indicators.schemas import (
     BulkIn,
     BulkOut,
@@ -26,13 +24,12 @@ from raptorflow.intel.indicators.schemas import (
     ScoringSettings,
     ScoringSettingsIn,
     Stats,
+    indicator_filters,
 )
 from raptorflow.intel.indicators.service import IndicatorService, to_out
 from raptorflow.kit.db import utcnow
 from raptorflow.kit.deps import SessionDep
-from raptorflow.kit.errors import InvalidInput
 from raptorflow.kit.pagination import CursorParam, LimitParam
-from raptorflow.kit.types import RFC3339
 from raptorflow.kit.web import ORJSONResponse
 
 router = APIRouter(prefix="/api/v1/indicators", tags=["indicators"])
@@ -79,49 +76,12 @@ async def create_indicator(body: IndicatorCreate, ctx: Writer, session: SessionD
 async def list_indicators(
     ctx: Reader,
     session: SessionDep,
-    type: Annotated[str | None, Query(max_length=32)] = None,
-    classification: Classification | None = None,
-    tag: Annotated[str | None, Query(max_length=64)] = None,
-    project_id: uuid.UUID | None = None,
-    workspace: uuid.UUID | None = None,
-    tlp: TLP | None = None,
-    min_score: Annotated[int | None, Query(ge=0, le=100)] = None,
-    max_score: Annotated[int | None, Query(ge=0, le=100)] = None,
-    first_seen_after: RFC3339 | None = None,
-    first_seen_before: RFC3339 | None = None,
-    last_seen_after: RFC3339 | None = None,
-    last_seen_before: RFC3339 | None = None,
-    false_positive: bool | None = None,
-    archived: bool = False,
-    expired: bool | None = None,
-    source: Annotated[str | None, Query(max_length=200)] = None,
+    filters: Annotated[dict[str, Any], Depends(indicator_filters)],
     sort: Annotated[str | None, Query(max_length=100, description="e.g. `-last_seen,score`")] = None,
     limit: LimitParam = 100,
     cursor: CursorParam = None,
 ) -> Response:
     """Indicators of the org; archived ones only with `archived=true`."""
-    filters = {
-        "type": type,
-        "classification": classification.value if classification else None,
-        "tag": tag.strip().lower() if tag else None,
-        "project_id": project_id,
-        "workspace_id": workspace,
-        "tlp": tlp.value if tlp else None,
-        "min_score": min_score,
-        "max_score": max_score,
-        "first_seen_after": first_seen_after,
-        "first_seen_before": first_seen_before,
-        "last_seen_after": last_seen_after,
-        "last_seen_before": last_seen_before,
-        "false_positive": false_positive,
-        "archived": archived,
-        "expired": expired,
-        "source": source,
-    }
-    for name in ("first_seen_after", "first_seen_before", "last_seen_after", "last_seen_before"):
-        value = filters[name]
-        if isinstance(value, datetime) and value.tzinfo is None:
-            raise InvalidInput(name, "needs a timezone (RFC 3339, e.g. 2026-01-01T00:00:00Z)")
     service = IndicatorService(session, ctx)
     rows, nxt = await service.list_page(filters, sort, limit, cursor)
     return _page(await _out(service, rows), nxt)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Query
 from pydantic import AwareDatetime, BaseModel, Field
 
 from raptorflow.accounts.schemas import Input
 from raptorflow.intel.common import TLP, Classification
+from raptorflow.kit.types import RFC3339
 
 
 class IndicatorCreate(Input):
@@ -196,3 +198,43 @@ class ScoringSettingsIn(Input):
     """Overrides of the default half-lives; types left out keep the default."""
 
     half_life_days: dict[str, float | None] = Field(max_length=32)
+
+
+def indicator_filters(
+    type: Annotated[str | None, Query(max_length=32)] = None,
+    classification: Classification | None = None,
+    tag: Annotated[str | None, Query(max_length=64)] = None,
+    project_id: uuid.UUID | None = None,
+    workspace: uuid.UUID | None = None,
+    tlp: TLP | None = None,
+    min_score: Annotated[int | None, Query(ge=0, le=100)] = None,
+    max_score: Annotated[int | None, Query(ge=0, le=100)] = None,
+    first_seen_after: RFC3339 | None = None,
+    first_seen_before: RFC3339 | None = None,
+    last_seen_after: RFC3339 | None = None,
+    last_seen_before: RFC3339 | None = None,
+    false_positive: bool | None = None,
+    archived: bool = False,
+    expired: bool | None = None,
+    source: Annotated[str | None, Query(max_length=200)] = None,
+) -> dict[str, Any]:
+    """The filters of GET /api/v1/indicators (and of exports), as the dict the repository takes."""
+    filters: dict[str, Any] = {
+        "type": type.strip().lower() if type else None,
+        "classification": classification.value if classification else None,
+        "tag": tag.strip().lower() if tag else None,
+        "project_id": project_id,
+        "workspace_id": workspace,
+        "tlp": tlp.value if tlp else None,
+        "min_score": min_score,
+        "max_score": max_score,
+        "first_seen_after": first_seen_after,
+        "first_seen_before": first_seen_before,
+        "last_seen_after": last_seen_after,
+        "last_seen_before": last_seen_before,
+        "false_positive": false_positive,
+        "archived": archived,
+        "expired": expired,
+        "source": source,
+    }
+    return filters

@@ -12,6 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raptorflow.auth.principal import OrgContext
+from raptorflow.billing.service import ensure_room
 from raptorflow.intel.common import clean_tags, ensure_may_remove, technique_id_shape
 from raptorflow.intel.indicators.normalize import InvalidIndicator, normalize
 from raptorflow.intel.indicators.repository import IndicatorRepository
@@ -28,6 +29,7 @@ from raptorflow.kit.db import new_id, utcnow
 from raptorflow.kit.errors import InvalidInput, NotFound, RaptorFlowError
 from raptorflow.kit.pagination import decode_cursor, encode_cursor, keyset_after, parse_sort
 from raptorflow.models import Indicator, Project, Workspace
+from raptorflow.webhooks.service import emit_many
 
 _ITEM = TypeAdapter(IndicatorCreate)
 SORTABLE = {
@@ -135,10 +137,13 @@ class IndicatorService:
         new_rows = [self._new_row(unique[k], now) for k in keys]
         new_ids = {(r["type"], r["value"]): r["id"] for r in new_rows}
         inserted = await self.repo.insert_new(new_rows)
+        # Plan limit (billing on only): counted after the insert so merges never count; a refusal rolls back.
+        await ensure_room(self.session, self.ctx.org_id, "indicators", adding=len(inserted), written=True)
         existing = await self.repo.by_keys([k for k in keys if k not in inserted])
         updates, history = self._merges(unique, existing, now)
         await self.repo.update_rows(updates)
         await self.repo.add_history(history)
+        await self._announce(new_rows, inserted, existing, updates)
 
         for key, p in unique.items():
             if key in inserted:
@@ -151,6 +156,26 @@ class IndicatorService:
         ordered = [results[i] for i in range(len(items))]
         counts = {s: sum(1 for r in ordered if r.status == s) for s in ("created", "merged", "rejected")}
         return BulkOut(results=ordered, **counts)
+
+    async def _announce(
+        self,
+        new_rows: list[dict[str, Any]],
+        inserted: set[tuple[str, str]],
+        existing: dict[tuple[str, str], Indicator],
+        updates: list[dict[str, Any]],
+    ) -> None:
+        """Outbound webhooks: indicator.created / indicator.updated, delivered after the commit."""
+        created = [
+            _event(r["id"], r["type"], r["value"], r["score"])
+            for r in new_rows
+            if (r["type"], r["value"]) in inserted
+        ]
+        changed = {u["id"] for u in updates}
+        updated = [
+            _event(row.id, row.type, row.value, row.score) for row in existing.values() if row.id in changed
+        ]
+        await emit_many(self.session, self.ctx.org_id, "indicator.created", created)
+        await emit_many(self.session, self.ctx.org_id, "indicator.updated", updated)
 
     async def _check_references(
         self, prepared: list[_Prepared], results: dict[int, BulkItemResult]
@@ -328,6 +353,12 @@ class IndicatorService:
             row.updated_at = utcnow()
             await self.repo.add_history([self._history_row(row.id, "updated", diff, row.updated_at)])
             await self.session.flush()
+            await emit_many(
+                self.session,
+                self.ctx.org_id,
+                "indicator.updated",
+                [_event(row.id, row.type, row.value, row.score)],
+            )
         return row
 
     async def delete(self, indicator_id: uuid.UUID) -> None:
@@ -579,6 +610,11 @@ def to_out(row: Indicator, now: datetime, half_lives: dict[str, Any]) -> dict[st
         "created_at": row.created_at,
         "updated_at": row.updated_at,
     }
+
+
+def _event(indicator_id: uuid.UUID, kind: str, value: str, score: int) -> dict[str, Any]:
+    """The data of an indicator event (webhooks compare `score` with their threshold)."""
+    return {"id": str(indicator_id), "type": kind, "value": value, "score": score}
 
 
 def _fold(first: _Prepared, later: _Prepared) -> None:

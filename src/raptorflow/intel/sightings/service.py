@@ -15,6 +15,7 @@ from raptorflow.intel.sightings.schemas import SightingCreate
 from raptorflow.kit.db import new_id, utcnow
 from raptorflow.kit.errors import InvalidInput, NotFound
 from raptorflow.models import Sighting
+from raptorflow.webhooks.service import emit
 
 # Sensors' clocks drift; a sighting up to this far in the future is taken as "now-ish".
 CLOCK_SKEW = timedelta(minutes=5)
@@ -69,6 +70,13 @@ class SightingService:
             created_by=self.ctx.principal.user_id,
         )
         await self.repo.add(sighting)
+        data = {
+            "id": str(sighting_id),
+            "indicator_id": str(indicator_id),
+            "count": body.count,
+            "source": body.source,
+        }
+        await emit(self.session, self.ctx.org_id, "sighting.added", data)
         return sighting
 
     async def list(self, indicator_id: uuid.UUID, after: uuid.UUID | None, limit: int) -> Sequence[Sighting]:

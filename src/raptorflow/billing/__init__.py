@@ -1,0 +1,1 @@
+"""Billing: plans, subscriptions, usage limits, Razorpay payments and webhooks, ledger, invoices."""

@@ -1,0 +1,246 @@
+"""Console pages for sharing: imports with a live progress bar, exports as downloads."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import UploadFile
+
+from raptorflow.auth.permissions import Permission
+from raptorflow.console.web import (
+    ConsoleRoute,
+    OrgPage,
+    field_errors,
+    form_list,
+    form_text,
+    org_page,
+    redirect,
+    render,
+)
+from raptorflow.intel.projects.service import ProjectService
+from raptorflow.kit.db import utcnow
+from raptorflow.kit.deps import SessionDep
+from raptorflow.kit.errors import InvalidInput, NotFound, RaptorFlowError
+from raptorflow.sharing.exports import service as exports
+from raptorflow.sharing.exports.schemas import export_filters
+from raptorflow.sharing.feeds.schemas import FeedCreate
+from raptorflow.sharing.feeds.service import FeedService, feed_out
+from raptorflow.sharing.imports.schemas import FORMATS as IMPORT_FORMATS
+from raptorflow.sharing.imports.schemas import ImportOptions
+from raptorflow.sharing.imports.service import ImportService, view
+
+router = APIRouter(prefix="/o/{org_id}", route_class=ConsoleRoute, include_in_schema=False)
+Reader = Annotated[OrgPage, org_page(Permission.intel_read)]
+Writer = Annotated[OrgPage, org_page(Permission.intel_write)]
+FINAL = ("succeeded", "failed", "cancelled")
+CHUNK = 1024 * 1024
+FEED_KINDS = ("taxii", "misp", "csv", "text")
+EXPORTS = {
+    "csv": ("CSV (every field)", "text/csv", "indicators.csv"),
+    "txt": ("Blocklist (one value per line)", "text/plain; charset=utf-8", "indicators.txt"),
+    "stix": ("STIX 2.1 bundle", "application/json", "indicators.stix.json"),
+    "misp": ("MISP event (JSON)", "application/json", "indicators.misp.json"),
+    "suricata": ("Suricata rules", "text/plain; charset=utf-8", "indicators.suricata.rules"),
+    "snort": ("Snort rules", "text/plain; charset=utf-8", "indicators.snort.rules"),
+}
+
+
+async def _chunks(file: UploadFile) -> AsyncIterator[bytes]:
+    while True:
+        piece = await file.read(CHUNK)
+        if not piece:
+            return
+        yield piece
+
+
+async def _imports_page(
+    request: Request,
+    page: OrgPage,
+    session: Any,
+    cursor: str | None = None,
+    *,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
+    rows, nxt = await ImportService(session, page.ctx).page(50, cursor)
+    projects, _ = await ProjectService(session, page.ctx).page(
+        archived=False, tag=None, q=None, limit=200, cursor=None
+    )
+    return render(
+        request,
+        "imports.html",
+        {
+            "items": [view(r, j) for r, j in rows],
+            "next_cursor": nxt,
+            "formats": IMPORT_FORMATS,
+            "projects": projects,
+            "errors": errors or {},
+        },
+        page=page,
+        status=status,
+    )
+
+
+@router.get("/imports")
+async def imports(
+    request: Request,
+    page: Reader,
+    session: SessionDep,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> Response:
+    """Imports and feed runs, newest first; an upload form for editors."""
+    return await _imports_page(request, page, session, cursor)
+
+
+@router.post("/imports")
+async def upload(request: Request, page: Writer, session: SessionDep) -> Response:
+    """Store an uploaded file and queue its import (the same service as the API)."""
+    form = await request.form()
+    file = form.get("file")
+    fmt = form_text(form, "format") or None
+    raw: dict[str, Any] = {"tags": form_list(form, "tags")}
+    for name in ("project_id", "classification", "source"):
+        if form_text(form, name):
+            raw[name] = form_text(form, name)
+    try:
+        if not isinstance(file, UploadFile) or not file.filename:
+            raise InvalidInput("file", "choose a file to import")
+        if fmt is not None and fmt not in IMPORT_FORMATS:
+            raise InvalidInput("format", f"one of {', '.join(IMPORT_FORMATS)}")
+        options = ImportOptions.model_validate(raw)
+        row, _job = await ImportService(session, page.ctx).create(fmt, file.filename, options, _chunks(file))
+    except (RaptorFlowError, ValidationError) as exc:
+        await session.rollback()
+        return await _imports_page(
+            request,
+            page,
+            session,
+            errors=field_errors(exc),
+            status=exc.status if isinstance(exc, RaptorFlowError) else 422,
+        )
+    return redirect(page.url(f"/imports/{row.id}"))
+
+
+@router.get("/imports/{import_id}")
+async def import_detail(
+    request: Request, import_id: uuid.UUID, page: Reader, session: SessionDep
+) -> Response:
+    """One import with its progress (the page reloads itself until the import is finished)."""
+    row, job = await ImportService(session, page.ctx).get(import_id)
+    item = view(row, job)
+    size = max(int(item["size_bytes"] or 0), 1)
+    done = item["status"] in FINAL
+    percent = (
+        100 if item["status"] == "succeeded" else min(99, int(100 * int(item["bytes_read"] or 0) / size))
+    )
+    return render(request, "import.html", {"item": item, "percent": percent, "done": done}, page=page)
+
+
+@router.get("/exports")
+async def exports_page(request: Request, page: Reader, session: SessionDep) -> Response:
+    """Download the org's indicators as files, filtered like the indicator list."""
+    projects, _ = await ProjectService(session, page.ctx).page(
+        archived=False, tag=None, q=None, limit=200, cursor=None
+    )
+    return render(request, "exports.html", {"formats": EXPORTS, "projects": projects}, page=page)
+
+
+class ExportForm(BaseModel):
+    """The export page's filters (blank fields mean "any")."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: str | None = Field(default=None, max_length=32)
+    min_score: int | None = Field(default=None, ge=0, le=100)
+    project_id: uuid.UUID | None = None
+
+
+@router.get("/exports/download/{fmt}")
+async def export_download(request: Request, fmt: str, page: Reader) -> Response:
+    """The file, streamed (same streams and filters as GET /api/v1/exports/...)."""
+    found = EXPORTS.get(fmt)
+    if found is None:
+        raise NotFound()
+    given = {k: v for k, v in request.query_params.items() if v.strip()}
+    try:
+        chosen = ExportForm.model_validate(given)
+    except ValidationError as exc:
+        name, message = next(iter(field_errors(exc).items()))
+        raise InvalidInput(name, message) from None
+    filters = export_filters(type=chosen.type, min_score=chosen.min_score, project_id=chosen.project_id)
+    _label, media_type, filename = found
+    chunks = exports.stream_for(
+        fmt, request.app.state.session_factory, page.org_id, filters, org=page.org_name, now=utcnow()
+    )
+    return StreamingResponse(
+        chunks,
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+    )
+
+
+async def _feeds_page(
+    request: Request,
+    page: OrgPage,
+    session: Any,
+    *,
+    errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+    status: int = 200,
+) -> Response:
+    rows, _ = await FeedService(session, page.ctx, request.app.state.settings).page(200, None)
+    return render(
+        request,
+        "feeds.html",
+        {
+            "feeds": [feed_out(f) for f in rows],
+            "kinds": FEED_KINDS,
+            "errors": errors or {},
+            "values": values or {},
+        },
+        page=page,
+        status=status,
+    )
+
+
+@router.get("/feeds")
+async def feeds(request: Request, page: Reader, session: SessionDep) -> Response:
+    """Subscribed feeds with their last run; add and run-now for editors."""
+    return await _feeds_page(request, page, session)
+
+
+@router.post("/feeds")
+async def add_feed(request: Request, page: Writer, session: SessionDep) -> Response:
+    """Subscribe to a feed (the service checks the URL, name and project)."""
+    form = await request.form()
+    values: dict[str, Any] = {k: form_text(form, k) for k in ("name", "kind", "url")}
+    raw: dict[str, Any] = {**values, "tags": form_list(form, "tags")}
+    if form_text(form, "schedule_minutes"):
+        raw["schedule_minutes"] = form_text(form, "schedule_minutes")
+    try:
+        await FeedService(session, page.ctx, request.app.state.settings).create(
+            FeedCreate.model_validate(raw)
+        )
+    except (RaptorFlowError, ValidationError) as exc:
+        await session.rollback()
+        return await _feeds_page(
+            request,
+            page,
+            session,
+            errors=field_errors(exc),
+            values=values,
+            status=exc.status if isinstance(exc, RaptorFlowError) else 422,
+        )
+    return redirect(page.url("/feeds"))
+
+
+@router.post("/feeds/{feed_id}/run")
+async def run_feed(request: Request, feed_id: uuid.UUID, page: Writer, session: SessionDep) -> Response:
+    """Pull now; the browser follows the run's progress page."""
+    row = await FeedService(session, page.ctx, request.app.state.settings).run(feed_id)
+    return redirect(page.url(f"/imports/{row.id}"))

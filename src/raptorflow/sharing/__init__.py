@@ -1,0 +1,1 @@
+"""Sharing: STIX, TAXII, feeds, imports, exports, extraction."""

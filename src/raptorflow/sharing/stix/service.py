@@ -1,0 +1,293 @@
+"""STIX 2.1 in and out for one organization.
+
+Export (used by the STIX endpoints, the exports package and the TAXII server)::
+
+    async def export_bundle(session, org_id, selection: Selection) -> AsyncIterator[bytes]
+
+streams one STIX 2.1 bundle (`{"type": "bundle", "id": …, "objects": [...]}`) as JSON chunks. A
+`Selection` names what goes in: `indicators` (a dict of the indicator list filters, as
+`IndicatorRepository.filtered` takes them), `project_id`, `report_id`, or `object_id` (a threat actor or
+campaign, with its neighbourhood up to `depth` hops). The caller binds the org (`require()` does) and
+owns the transaction. For a StreamingResponse (which outlives the request's session) use
+`stream_bundle(session_factory, org_id, selection)`, after `check_selection(session, org_id, selection)`
+on the request's session when a 404 must be answered for an unknown project/report/object.
+
+Import (used by `POST /api/v1/stix/bundles`, the imports package and TAXII writes)::
+
+    async def import_bundle(session, org_id, bundle_or_objects, *, defaults=ImportDefaults(),
+                            actor=None, collection_id=None) -> ImportReport
+
+takes a bundle dict, a list of STIX objects, or raw JSON bytes; returns one result per object
+(`created` / `updated` / `unchanged` / `rejected` with the reason). Never commits.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from raptorflow.intel.indicators.repository import IndicatorRepository
+from raptorflow.intel.relationships.service import neighbours
+from raptorflow.kit.db import utcnow
+from raptorflow.kit.errors import InvalidInput, NotFound
+from raptorflow.kit.tenancy import bind_org
+from raptorflow.models import Indicator, Report
+from raptorflow.sharing.stix import render
+from raptorflow.sharing.stix.importer import ImportDefaults, Importer, ImportReport
+from raptorflow.sharing.stix.repository import CONTEXT_MODELS, StixRepository
+
+__all__ = [
+    "ImportDefaults",
+    "ImportReport",
+    "Selection",
+    "check_selection",
+    "export_bundle",
+    "export_objects",
+    "import_bundle",
+    "stream_bundle",
+]
+
+FLUSH_BYTES = 256 * 1024
+
+
+@dataclass
+class Selection:
+    """What an export contains (exactly one of the four, or none = every live indicator)."""
+
+    indicators: dict[str, Any] | None = None
+    project_id: uuid.UUID | None = None
+    report_id: uuid.UUID | None = None
+    object_id: uuid.UUID | None = None
+    depth: int = 1
+
+
+@dataclass
+class _Plan:
+    """Native ids to export, by kind, and the relationships among them."""
+
+    indicator_filter: dict[str, Any] | None = None
+    indicator_ids: set[uuid.UUID] = field(default_factory=set)
+    context: dict[str, set[uuid.UUID]] = field(default_factory=lambda: {k: set() for k in CONTEXT_MODELS})
+    relationships: bool = False
+
+
+async def _plan(session: AsyncSession, org_id: uuid.UUID, selection: Selection) -> _Plan:
+    repo = StixRepository(session, org_id)
+    chosen = [x for x in (selection.project_id, selection.report_id, selection.object_id) if x is not None]
+    if len(chosen) + (selection.indicators is not None) > 1:
+        raise InvalidInput("selection", "choose one of an indicator filter, project, report or object")
+    plan = _Plan()
+    if selection.project_id is not None:
+        if not await repo.project_exists(selection.project_id):
+            raise NotFound()
+        plan.indicator_filter = {"project_id": selection.project_id, "archived": False}
+        for kind in CONTEXT_MODELS:
+            plan.context[kind] = {r.id for r in await repo.context_in_project(kind, selection.project_id)}
+        plan.relationships = True
+    elif selection.report_id is not None:
+        rows = await repo.context_rows("report", [selection.report_id])
+        if not rows:
+            raise NotFound()
+        report: Report = rows[0]
+        plan.context["report"].add(report.id)
+        for ref in report.object_refs:
+            ref_id = uuid.UUID(str(ref["id"]))
+            if ref["type"] == "indicator":
+                plan.indicator_ids.add(ref_id)
+            elif ref["type"] in plan.context:
+                plan.context[ref["type"]].add(ref_id)
+        plan.relationships = True
+    elif selection.object_id is not None:
+        graph = await neighbours(session, org_id, selection.object_id, max(1, min(selection.depth, 2)))
+        for node_id, (kind, _label) in graph.nodes.items():
+            if kind.value == "indicator":
+                plan.indicator_ids.add(node_id)
+            elif kind.value in plan.context:
+                plan.context[kind.value].add(node_id)
+        plan.relationships = True
+    else:
+        plan.indicator_filter = dict(selection.indicators or {"archived": False})
+    return plan
+
+
+class _Writer:
+    """Accumulates serialized objects and hands out ~FLUSH_BYTES chunks."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.count = 0
+
+    def add(self, obj: dict[str, Any]) -> None:
+        data = orjson.dumps(obj)
+        self.parts.append(data if self.count == 0 else b"," + data)
+        self.size += len(data) + 1
+        self.count += 1
+
+    def take(self) -> bytes:
+        out = b"".join(self.parts)
+        self.parts.clear()
+        self.size = 0
+        return out
+
+
+async def export_objects(
+    session: AsyncSession, org_id: uuid.UUID, selection: Selection
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """The STIX objects of a selection, in batches (identity first, marking definitions last)."""
+    repo = StixRepository(session, org_id)
+    plan = await _plan(session, org_id, selection)
+    creator_obj = render.identity(org_id, await repo.org_name())
+    creator = creator_obj["id"]
+    yield [creator_obj]
+    tlps: set[str] = set()
+    techniques: set[str] = set()
+    technique_edges: list[tuple[str, str, str]] = []
+    exported: dict[uuid.UUID, str] = {}
+    id_stmt = None
+    if plan.indicator_filter is not None or plan.indicator_ids:
+        ind_repo = IndicatorRepository(session, org_id)
+        if plan.indicator_filter is not None:
+            stmt = ind_repo.filtered(plan.indicator_filter, utcnow())
+        else:
+            stmt = ind_repo.filtered({"ids": list(plan.indicator_ids)}, utcnow())
+        id_stmt = stmt.with_only_columns(Indicator.id)
+        async for batch in repo.stream_indicators(stmt):
+            out = []
+            for row in batch:
+                obj = render.indicator(row, creator)
+                out.append(obj)
+                tlps.add(row[5])
+                exported[row[0]] = obj["id"]
+                for tid in _json_list(row[8]):
+                    techniques.add(tid)
+                    technique_edges.append((obj["id"], tid, "indicates"))
+            yield out
+    context_refs: dict[uuid.UUID, str] = {}
+    rows_by_kind: dict[str, list[Any]] = {}
+    for kind, ids in plan.context.items():
+        if ids:
+            rows_by_kind[kind] = await repo.context_rows(kind, ids)
+            for row in rows_by_kind[kind]:
+                stix_type = "report" if kind == "report" else kind
+                if kind == "threat-actor" and (row.stix_id or "").startswith("intrusion-set--"):
+                    stix_type = "intrusion-set"
+                context_refs[row.id] = render.object_id(stix_type, row.id, row.stix_id)
+    all_refs = {**exported, **context_refs}
+    out = []
+    for kind, rows in rows_by_kind.items():
+        for row in rows:
+            refs = None
+            if kind == "report":
+                refs = [
+                    all_refs[uuid.UUID(str(r["id"]))]
+                    for r in row.object_refs
+                    if uuid.UUID(str(r["id"])) in all_refs
+                ]
+            obj = render.context(kind, row, creator, refs)
+            out.append(obj)
+            tlps.add(row.tlp)
+            for tid in getattr(row, "attack_techniques", None) or ():
+                techniques.add(tid)
+                technique_edges.append((obj["id"], tid, "indicates" if kind == "indicator" else "uses"))
+    if out:
+        yield out
+    out = []
+    if plan.relationships and len(all_refs) > 1:
+        for rel in await repo.relationships_among(all_refs):
+            out.append(render.relationship(rel, all_refs[rel.source_id], all_refs[rel.target_id], creator))
+    wanted: Any = id_stmt if plan.indicator_filter is not None and id_stmt is not None else list(exported)
+    sightings = await repo.sightings_of(wanted) if exported else []
+    for s in sightings:
+        if s.indicator_id in exported:
+            out.append(render.sighting(s, exported[s.indicator_id], creator))
+    catalog = await repo.techniques(techniques)
+    patterns = {tid: render.attack_pattern(tid, catalog.get(tid)) for tid in sorted(techniques)}
+    out += list(patterns.values())
+    for source, tid, rel_type in technique_edges:
+        # Reports reference techniques; only actors, campaigns and indicators have a STIX edge to them.
+        if source.startswith("report--"):
+            continue
+        out.append(render.technique_edge(source, tid, patterns[tid]["id"], creator, rel_type))
+    out += [render.tlp_marking(level) for level in sorted(tlps)]
+    yield out
+
+
+async def export_bundle(
+    session: AsyncSession, org_id: uuid.UUID, selection: Selection
+) -> AsyncIterator[bytes]:
+    """One STIX 2.1 bundle of the selection, streamed as JSON chunks of about 256 KiB."""
+    head = b'{"type":"bundle","id":"bundle--' + str(uuid.uuid4()).encode() + b'","objects":['
+    writer = _Writer()
+    first = True
+    async for batch in export_objects(session, org_id, selection):
+        for obj in batch:
+            writer.add(obj)
+        if writer.size >= FLUSH_BYTES:
+            chunk = writer.take()
+            yield (head + chunk) if first else chunk
+            first = False
+    tail = writer.take() + b"]}"
+    yield (head + tail) if first else tail
+
+
+async def check_selection(session: AsyncSession, org_id: uuid.UUID, selection: Selection) -> None:
+    """404 when the selection names a project, report or object that is not the org's."""
+    await _plan(session, org_id, selection)
+
+
+async def stream_bundle(
+    factory: async_sessionmaker[AsyncSession], org_id: uuid.UUID, selection: Selection
+) -> AsyncIterator[bytes]:
+    """export_bundle on its own session and transaction (a streamed response outlives the request's)."""
+    async with factory() as session:
+        await bind_org(session, org_id)
+        async with session.begin():
+            async for chunk in export_bundle(session, org_id, selection):
+                yield chunk
+
+
+async def import_bundle(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    bundle_or_objects: dict[str, Any] | list[Any] | bytes | str,
+    *,
+    defaults: ImportDefaults | None = None,
+    actor: Any | None = None,
+    collection_id: uuid.UUID | None = None,
+) -> ImportReport:
+    """Import a STIX 2.1 bundle (or list of objects); one result per object; never commits."""
+    importer = Importer(session, org_id, defaults or ImportDefaults(), actor, collection_id)
+    return await importer.run(_objects_of(bundle_or_objects))
+
+
+def _json_list(value: Any) -> list[Any]:
+    """A JSON list column read as text (export hot path) or already decoded."""
+    if not value or value == "[]":
+        return []
+    return list(orjson.loads(value)) if isinstance(value, str) else list(value)
+
+
+def _objects_of(data: dict[str, Any] | list[Any] | bytes | str) -> list[Any]:
+    if isinstance(data, (bytes, str)):
+        try:
+            data = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput("body", f"not JSON: {exc}") from None
+    if isinstance(data, dict):
+        if data.get("type") != "bundle":
+            if "type" in data and "id" in data:
+                return [data]
+            raise InvalidInput("type", "expected a STIX bundle (type 'bundle') or a list of STIX objects")
+        objects = data.get("objects", [])
+        if not isinstance(objects, list):
+            raise InvalidInput("objects", "must be a list of STIX objects")
+        return objects
+    if isinstance(data, list):
+        return data
+    raise InvalidInput("body", "expected a STIX bundle or a list of STIX objects")

@@ -1,0 +1,163 @@
+"""Rate limits per org, per credential and per IP, the monthly quota, shared Redis storage, fail-open."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from raptorflow.app import create_app
+from raptorflow.jobs.execution import execute_system
+from raptorflow.jobs.usage import FLUSH_TASK, requests_this_month
+from raptorflow.kit.metrics import LIMITER_UNAVAILABLE
+from raptorflow.kit.ratelimit import OrgLimits, seconds_to_next_month
+from tests.conftest import create_org, make_settings, require_service, sign_up, truncate_all
+from tests.platform.conftest import TEST_REDIS_DB_URL
+
+AppMaker = Callable[..., Any]
+
+
+@pytest.fixture
+async def make_client(database_url: str) -> AsyncIterator[Callable[..., Any]]:
+    """Build apps with given settings and clients on them; tables emptied afterwards."""
+    made: list[tuple[Any, httpx.AsyncClient]] = []
+
+    async def build(**overrides: Any) -> tuple[Any, httpx.AsyncClient]:
+        settings = {"rate_limit_anonymous_per_minute": 1000, **overrides}
+        application = create_app(make_settings(database_url, **settings))
+        http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=application, raise_app_exceptions=False),
+            base_url="http://testserver",
+        )
+        made.append((application, http))
+        return application, http
+
+    yield build
+    for application, http in made:
+        await http.aclose()
+        if application.state.redis is not None:
+            await application.state.redis.aclose()
+    await truncate_all(made[0][0])
+    for application, _http in made:
+        await application.state.engine.dispose()
+
+
+@pytest.fixture
+def redis_db14() -> Iterator[str]:
+    """This suite's Redis database, emptied before and after."""
+    require_service(TEST_REDIS_DB_URL, 6379, "Redis")
+    client = redis.Redis.from_url(TEST_REDIS_DB_URL)
+    client.flushdb()
+    yield TEST_REDIS_DB_URL
+    client.flushdb()
+    client.close()
+
+
+async def test_org_limit_headers_and_429(make_client: Callable[..., Any]) -> None:
+    _app, http = await make_client(rate_limit_per_minute=5)
+    actor = await sign_up(http, "limits@example.com")
+    org_id = await create_org(actor, "limits")
+    remaining = []
+    for _ in range(5):
+        response = await http.get("/api/v1/jobs", headers=actor.in_org(org_id))
+        assert response.status_code == 200
+        assert response.headers["x-ratelimit-limit"] == "5"
+        assert 0 < int(response.headers["x-ratelimit-reset"]) <= 60
+        remaining.append(int(response.headers["x-ratelimit-remaining"]))
+    assert remaining == [4, 3, 2, 1, 0]
+    refused = await http.get("/api/v1/jobs", headers=actor.in_org(org_id))
+    assert refused.status_code == 429
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert refused.json()["limit"] == "org" and refused.headers["x-ratelimit-remaining"] == "0"
+    # Another org of the same user has its own budget.
+    other_org = await create_org(actor, "limits-two")
+    assert (await http.get("/api/v1/jobs", headers=actor.in_org(other_org))).status_code == 200
+
+
+async def test_credential_limit(make_client: Callable[..., Any]) -> None:
+    _app, http = await make_client(rate_limit_principal_per_minute=3)
+    actor = await sign_up(http, "principal@example.com")
+    org_id = await create_org(actor, "principal-org")  # the user's own requests count too
+    statuses = [(await http.get("/api/v1/jobs", headers=actor.in_org(org_id))).status_code for _ in range(3)]
+    assert statuses[-1] == 429
+    assert (await http.get("/api/v1/jobs", headers=actor.in_org(org_id))).json()["limit"] == "principal"
+
+
+async def test_anonymous_limit_per_ip_and_trusted_proxies(make_client: Callable[..., Any]) -> None:
+    _app, http = await make_client(rate_limit_anonymous_per_minute=3)
+    spoof = {"X-Forwarded-For": "198.51.100.7"}
+    codes = [(await http.get("/api/v1", headers=spoof)).status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]  # an untrusted peer cannot pick its address
+    assert (await http.get("/health")).status_code == 200  # probes outside /api are not limited
+
+    _app2, proxied = await make_client(rate_limit_anonymous_per_minute=3, trusted_proxies=["127.0.0.1"])
+    for address in ("198.51.100.7", "198.51.100.8"):
+        codes = [
+            (await proxied.get("/api/v1", headers={"X-Forwarded-For": address})).status_code for _ in range(4)
+        ]
+        assert codes == [200, 200, 200, 429], address
+
+
+async def test_monthly_quota_counts_flushes_and_refuses(make_client: Callable[..., Any]) -> None:
+    application, http = await make_client()
+    actor = await sign_up(http, "quota@example.com")
+    org_id = await create_org(actor, "quota")
+    org = uuid.UUID(org_id)
+
+    async def three_per_month(asked: uuid.UUID) -> OrgLimits:
+        return OrgLimits(requests_per_minute=None, requests_per_month=3)
+
+    application.state.org_limits = three_per_month
+    codes = [(await http.get("/api/v1/jobs", headers=actor.in_org(org_id))).status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    refused = await http.get("/api/v1/jobs", headers=actor.in_org(org_id))
+    assert refused.json()["limit"] == "month"
+    assert abs(int(refused.headers["retry-after"]) - seconds_to_next_month(datetime.now(UTC))) <= 2
+    assert await requests_this_month(application, org) == 5
+
+    await execute_system(
+        application.state.session_factory, application.state.settings, FLUSH_TASK,
+        meter=application.state.usage_meter,
+    )  # fmt: skip
+    async with application.state.session_factory() as session:
+        assert await requests_this_month(session, org) == 5
+
+
+async def test_redis_limits_are_shared_by_processes(make_client: Callable[..., Any], redis_db14: str) -> None:
+    # A generous socket timeout: on a loaded machine a slow reply would fail open and count nothing.
+    first, http_a = await make_client(rate_limit_per_minute=4, redis_url=redis_db14, redis_timeout_ms=2000)
+    second, http_b = await make_client(rate_limit_per_minute=4, redis_url=redis_db14, redis_timeout_ms=2000)
+    actor = await sign_up(http_a, "shared@example.com")
+    org_id = await create_org(actor, "shared")
+    codes = []
+    for i in range(6):
+        client = http_a if i % 2 == 0 else http_b
+        codes.append((await client.get("/api/v1/jobs", headers=actor.in_org(org_id))).status_code)
+    assert codes == [200, 200, 200, 200, 429, 429]
+    # Served requests count towards the month (refused ones do not); each process pushes its counts
+    # to Redis about once a second, or when asked.
+    await second.state.usage_meter.push()
+    assert await requests_this_month(first, uuid.UUID(org_id)) == 4
+
+
+async def test_unreachable_redis_fails_open_within_the_timeout(make_client: Callable[..., Any]) -> None:
+    # Port 9 (discard) on loopback refuses connections: the storage is "down".
+    _app, http = await make_client(
+        rate_limit_per_minute=2, redis_url="redis://127.0.0.1:9/0", redis_timeout_ms=100
+    )
+    actor = await sign_up(http, "failopen@example.com")
+    org_id = await create_org(actor, "failopen")
+    before = LIMITER_UNAVAILABLE._value.get()
+    started = time.perf_counter()
+    codes = [(await http.get("/api/v1/jobs", headers=actor.in_org(org_id))).status_code for _ in range(5)]
+    elapsed = time.perf_counter() - started
+    assert codes == [200] * 5  # over the limit of 2, but the limiter cannot count: requests are served
+    assert elapsed < 5 * 0.5
+    assert LIMITER_UNAVAILABLE._value.get() > before
