@@ -25,6 +25,7 @@ from raptorflow.intel.attack import endpoints as attack_endpoints
 from raptorflow.intel.campaigns import endpoints as campaign_endpoints
 from raptorflow.intel.indicators import endpoints as indicator_endpoints
 from raptorflow.intel.lookup import endpoints as lookup_endpoints
+from raptorflow.intel.lookup.fastpath import LookupFastPath
 from raptorflow.intel.projects import endpoints as project_endpoints
 from raptorflow.intel.relationships import endpoints as relationship_endpoints
 from raptorflow.intel.reports import endpoints as report_endpoints
@@ -130,6 +131,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_problem_handlers(app)
     install_fault_handlers(app)
+    # Innermost (added first): inside every other middleware, before FastAPI's routing.
+    app.add_middleware(LookupFastPath, state=app.state)
     install_http_middleware(app, settings)
     app.include_router(system_router)
     app.include_router(auth_endpoints.router)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -51,6 +52,22 @@ def auth_service(request: Request, session: AsyncSession) -> AuthService:
     return AuthService(session, state.settings, state.token_issuer, state.limiter)
 
 
+def key_refusal(key: KeyRecord | None, secret: str, ip: str | None, now: datetime) -> Exception | None:
+    """Why this API key may not be used for this request (401/403), or None when it may."""
+    if key is None or not same(key.secret_hash, sha256_hex(secret)):
+        return Unauthorized("The API key is not valid.")
+    if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
+        return Unauthorized("The API key is revoked or expired.")
+    if key.allowed_ips:
+        try:
+            address = ipaddress.ip_address(ip or "")
+        except ValueError:
+            return Forbidden("This API key cannot be used from this address.")
+        if not any(address in ipaddress.ip_network(net, strict=False) for net in key.allowed_ips):
+            return Forbidden("This API key cannot be used from this address.")
+    return None
+
+
 async def _api_key_principal(request: Request, session: AsyncSession, secret: str) -> Principal:
     lookup = apikeys.parse(secret)
     if lookup is None:
@@ -64,18 +81,10 @@ async def _api_key_principal(request: Request, session: AsyncSession, secret: st
         if key is not None:
             await cache.put(lookup, key)
     now = utcnow()
-    if key is None or not same(key.secret_hash, sha256_hex(secret)):
-        raise Unauthorized("The API key is not valid.")
-    if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
-        raise Unauthorized("The API key is revoked or expired.")
-    ip = client_ip(request)
-    if key.allowed_ips:
-        try:
-            address = ipaddress.ip_address(ip or "")
-        except ValueError:
-            raise Forbidden("This API key cannot be used from this address.") from None
-        if not any(address in ipaddress.ip_network(net, strict=False) for net in key.allowed_ips):
-            raise Forbidden("This API key cannot be used from this address.")
+    refusal = key_refusal(key, secret, client_ip(request), now)
+    if refusal is not None:
+        raise refusal
+    assert key is not None
     if cache.should_touch(key, now, first_use):
         await bind_org(session, key.org_id)
         await repo.touch_api_key(key.id, key.org_id, now)
@@ -227,7 +236,12 @@ async def _signed_in_user(request: Request, session: SessionDep) -> Principal:
 
 def _limit_key(principal: Principal) -> str:
     """The rate-limit key of a credential: the API key, else the user."""
-    return f"key:{principal.api_key_id}" if principal.api_key_id else f"user:{principal.user_id}"
+    return api_key_limit_key(principal.api_key_id) if principal.api_key_id else f"user:{principal.user_id}"
+
+
+def api_key_limit_key(api_key_id: uuid.UUID) -> str:
+    """The rate-limit key of an API key (shared by every path that authenticates one)."""
+    return f"key:{api_key_id}"
 
 
 async def _public(request: Request) -> None:

@@ -82,6 +82,9 @@ class ApiKeyCache:
 
     TTL_S = 30
     TOUCH_EVERY_S = 60
+    # How long this process answers from its own memory (the lookup fast path) before asking Redis
+    # again: the bound on how long a key revoked by ANOTHER process keeps working here.
+    LOCAL_TTL_S = 1.0
 
     ASKED_MAX = 10_000
 
@@ -90,6 +93,28 @@ class ApiKeyCache:
         # When this process last asked Redis to claim a key's touch: between two claims a plain GET
         # is enough (a hint, not a cache — the claim itself stays in Redis, shared by all processes).
         self._asked: dict[str, float] = {}
+        # Records read from Redis in the last LOCAL_TTL_S seconds: (read at, record).
+        self._local: dict[str, tuple[float, KeyRecord]] = {}
+
+    def recent(self, lookup: str) -> KeyRecord | None:
+        """A record this process read from Redis less than LOCAL_TTL_S ago, when no touch is due.
+
+        None sends the caller to `get_and_touch` (Redis, then the database), which refreshes it.
+        """
+        found = self._local.get(lookup)
+        if found is None:
+            return None
+        now = time.monotonic()
+        if now - found[0] >= self.LOCAL_TTL_S or now - self._asked.get(lookup, -1e9) >= self.TOUCH_EVERY_S:
+            return None
+        return found[1]
+
+    def _remember(self, lookup: str, record: KeyRecord) -> None:
+        if self.redis is None:
+            return  # without Redis there is no shared invalidation: always ask the database
+        if len(self._local) >= self.ASKED_MAX:
+            self._local.clear()
+        self._local[lookup] = (time.monotonic(), record)
 
     async def get_and_touch(self, lookup: str) -> tuple[KeyRecord | None, bool | None]:
         """The cached record (or None) and whether this call is the first use this minute, in one round trip.
@@ -118,6 +143,8 @@ class ApiKeyCache:
             record = KeyRecord.loads(raw) if raw else None
         except (ValueError, KeyError):
             record = None
+        if record is not None:
+            self._remember(lookup, record)
         return record, bool(first)
 
     async def put(self, lookup: str, record: KeyRecord) -> None:
@@ -128,6 +155,8 @@ class ApiKeyCache:
             await self.redis.set(PREFIX + lookup, record.dumps(), ex=self.TTL_S)
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("apikey_cache.unavailable", error=type(exc).__name__)
+            return
+        self._remember(lookup, record)
 
     def should_touch(self, record: KeyRecord, now: datetime, first_use: bool | None) -> bool:
         """Whether to write last_used_at now (at most once a minute per key across all processes)."""
@@ -138,6 +167,9 @@ class ApiKeyCache:
 
     async def forget(self, lookups: Iterable[str]) -> None:
         """Drop cached records (after a revoke or an org deletion)."""
+        lookups = list(lookups)
+        for lookup in lookups:
+            self._local.pop(lookup, None)
         keys = [PREFIX + lookup for lookup in lookups]
         if self.redis is None or not keys:
             return

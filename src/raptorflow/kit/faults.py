@@ -18,14 +18,15 @@ log = get_logger("raptorflow.http")
 UNAVAILABLE = "The database is unreachable right now; retry shortly."
 
 
-def _unavailable(request: Request, exc: BaseException) -> Response:
+def unavailable_response(request: Request, exc: BaseException) -> Response:
+    """503 problem with Retry-After for a database that cannot be reached (logged)."""
     log.error("request.database_unavailable", error=type(exc).__name__, path=request.url.path)
     return problem_response(request, 503, UNAVAILABLE, headers={"Retry-After": "5"})
 
 
 async def _on_connection_error(request: Request, exc: Exception) -> Response:
     # asyncpg raises ConnectionRefusedError, TimeoutError or a DNS error when it cannot connect at all.
-    return _unavailable(request, exc)
+    return unavailable_response(request, exc)
 
 
 def _lost_connection(exc: DBAPIError) -> bool:
@@ -38,13 +39,13 @@ async def _on_driver_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DBAPIError)
     if _lost_connection(exc):
         # SQLAlchemy has invalidated the pool: the next checkout reconnects (no app restart needed).
-        return _unavailable(request, exc)
+        return unavailable_response(request, exc)
     # Every other driver error keeps kit.web's rendering (NUL characters → 422, the rest → 500).
     return await web_database_error(request, exc)
 
 
 async def _on_pool_timeout(request: Request, exc: Exception) -> Response:
-    return _unavailable(request, exc)
+    return unavailable_response(request, exc)
 
 
 def install_fault_handlers(app: FastAPI) -> None:

@@ -88,6 +88,11 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 async def _on_raptorflow_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RaptorFlowError)
+    return error_response(request, exc)
+
+
+def error_response(request: Request, exc: RaptorFlowError) -> Response:
+    """The problem+json response of a domain error (also for pure ASGI handlers: `Request(scope)`)."""
     return problem_response(
         request,
         exc.status,

@@ -64,6 +64,21 @@ def half_life_for(indicator_type: str, overrides: dict[str, Any] | None) -> floa
     return DEFAULT_HALF_LIFE_DAYS.get(indicator_type)
 
 
+def sightings_bonus(sightings_count: int) -> float:
+    """Points added for sightings: 5 per doubling, at most MAX_SIGHTINGS_BONUS."""
+    return min(MAX_SIGHTINGS_BONUS, 5.0 * math.log2(1 + max(0, sightings_count))) if sightings_count else 0.0
+
+
+def effective_value(
+    score: int, age_days: float, half_life: float | None, bonus: float, false_positive: bool
+) -> int:
+    """The effective score alone (the lookup hot path): same formula as `effective_score`."""
+    if false_positive:
+        return 0
+    decayed = score if half_life is None else score * 0.5 ** (age_days / half_life)
+    return max(0, min(100, round(decayed + bonus)))
+
+
 def effective_score(
     *,
     indicator_type: str,
@@ -78,15 +93,13 @@ def effective_score(
     age_days = max(0.0, (now - last_seen).total_seconds() / 86_400)
     half_life = half_life_for(indicator_type, half_lives)
     factor = 1.0 if half_life is None else 0.5 ** (age_days / half_life)
-    decayed = score * factor
-    bonus = min(MAX_SIGHTINGS_BONUS, 5.0 * math.log2(1 + max(0, sightings_count))) if sightings_count else 0.0
-    effective = 0 if false_positive else max(0, min(100, round(decayed + bonus)))
+    bonus = sightings_bonus(sightings_count)
     return ScoreBreakdown(
         base=score,
-        decay=decayed - score,
+        decay=score * factor - score,
         sightings=bonus,
         false_positive=false_positive,
         half_life_days=half_life,
         age_days=age_days,
-        effective=effective,
+        effective=effective_value(score, age_days, half_life, bonus, false_positive),
     )

@@ -73,23 +73,62 @@ _LOOKUP_FUNCTION = "SELECT * FROM raptorflow_lookup($1, $2::text[], $3::text[])"
 class Hit:
     """A stored indicator matching a looked-up key, with the actors and campaigns linked to it."""
 
-    id: uuid.UUID
+    id: uuid.UUID | str
     type: str
     value: str
     score: int
     classification: str
     tlp: str
-    tags: list[str]
+    tags: list[str] | orjson.Fragment  # a Fragment is the stored JSON text, spliced into the answer as is
     valid_until: datetime | None
     false_positive: bool
     last_seen: datetime
     sightings_count: int
     archived_at: datetime | None
-    related: list[tuple[str, uuid.UUID, str, str]]  # (kind, id, name, relationship type)
+    related: Sequence[tuple[str, uuid.UUID | str, str, str]]  # (kind, id, name, relationship type)
 
 
 def _json(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+_NO_LINKS = ("[]", b"[]")
+
+
+async def find_on_pool(
+    pool: Any, org_id: uuid.UUID, keys: Sequence[tuple[str, str]]
+) -> tuple[list[Hit], dict[str, Any]]:
+    """The PostgreSQL lookup: one autocommit statement on an asyncpg pool or connection (`fetch`).
+
+    One round trip instead of BEGIN, set_config, SELECT and COMMIT. Rows stay close to the wire:
+    ids as text, tags as their JSON text (orjson.Fragment), links parsed only when there are any.
+    """
+    if not keys:
+        return [], {}
+    rows = await pool.fetch(_LOOKUP_FUNCTION, org_id, [k[0] for k in keys], [k[1] for k in keys])
+    fragment = orjson.Fragment
+    hits = [
+        Hit(
+            str(r[0]),
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            fragment(r[6]) if isinstance(r[6], str | bytes) else r[6],
+            r[7],
+            r[8],
+            r[9],
+            r[10],
+            r[11],
+            []
+            if r[12] in _NO_LINKS
+            else [(x["kind"], x["id"], x["name"], x["relationship_type"]) for x in _json(r[12])],
+        )
+        for r in rows
+    ]
+    settings = (_json(rows[0][13]) or {}) if rows else {}
+    return hits, settings
 
 
 class LookupRepository(TenantRepository):
@@ -106,35 +145,11 @@ class LookupRepository(TenantRepository):
         return await self._find_other(keys)
 
     async def _find_postgres(self, keys: Sequence[tuple[str, str]]) -> tuple[list[Hit], dict[str, Any]]:
-        # One autocommit statement on the direct pool, not the request's transaction: one round trip
-        # instead of BEGIN, set_config, SELECT and COMMIT.
-        types, values = [k[0] for k in keys], [k[1] for k in keys]
-        pool = direct_pool_of(self.session)
-        if pool is not None:
-            rows = await pool.fetch(_LOOKUP_FUNCTION, self.org_id, types, values)
-        else:
-            raw: Any = (await (await self.session.connection()).get_raw_connection()).driver_connection
-            rows = await raw.fetch(_LOOKUP_FUNCTION, self.org_id, types, values)
-        hits = [
-            Hit(
-                uuid.UUID(bytes=r[0].bytes),
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                r[5],
-                _json(r[6]),
-                r[7],
-                r[8],
-                r[9],
-                r[10],
-                r[11],
-                [(x["kind"], uuid.UUID(x["id"]), x["name"], x["relationship_type"]) for x in _json(r[12])],
-            )
-            for r in rows
-        ]
-        settings = (_json(rows[0][13]) or {}) if rows else {}
-        return hits, settings
+        # Autocommit on the direct pool, not the request's transaction (see find_on_pool).
+        pool: Any = direct_pool_of(self.session)
+        if pool is None:
+            pool = (await (await self.session.connection()).get_raw_connection()).driver_connection
+        return await find_on_pool(pool, self.org_id, keys)
 
     async def _find_other(self, keys: Sequence[tuple[str, str]]) -> tuple[list[Hit], dict[str, Any]]:
         conn = await self.session.connection()

@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raptorflow.auth.principal import OrgContext
 from raptorflow.intel.indicators.normalize import InvalidIndicator, normalize
-from raptorflow.intel.indicators.scoring import effective_score
-from raptorflow.intel.lookup.repository import LookupRepository
+from raptorflow.intel.indicators.scoring import effective_value, half_life_for, sightings_bonus
+from raptorflow.intel.lookup.repository import Hit, LookupRepository, find_on_pool
 from raptorflow.kit.db import utcnow
+
+Finder = Callable[[Sequence[tuple[str, str]]], Awaitable[tuple[list[Hit], dict[str, Any]]]]
 
 
 class LookupService:
     """Answers lookups for one org."""
 
     def __init__(self, session: AsyncSession, ctx: OrgContext) -> None:
-        self.links = LookupRepository(session, ctx.org_id)
+        self.find: Finder = LookupRepository(session, ctx.org_id).find
+
+    @classmethod
+    def on_pool(cls, pool: Any, org_id: uuid.UUID) -> LookupService:
+        """The same service over an asyncpg pool, outside any request transaction (the fast path)."""
+        service = cls.__new__(cls)
+        service.find = partial(find_on_pool, pool, org_id)
+        return service
 
     async def lookup(self, values: Sequence[str], *, include_expired: bool = False) -> list[dict[str, Any]]:
         """One answer per value, in the order given (unknown or malformed values: found = false)."""
@@ -40,19 +51,21 @@ class LookupService:
                     }
                 )
                 continue
-            keys.append((n.type.value, n.value))
+            pair = (n.type.value, n.value)
+            keys.append(pair)
             answers.append(
                 {
                     "value": raw,
-                    "type": n.type.value,
-                    "normalized": n.value,
+                    "type": pair[0],
+                    "normalized": pair[1],
                     "found": False,
                     "matches": [],
                     "error": None,
                 }
             )
-        wanted = list({k for k in keys if k is not None})
-        hits, settings = await self.links.find(wanted)
+        hits, settings = await self.find(list(dict.fromkeys(k for k in keys if k is not None)))
+        if not hits:
+            return answers
         now = utcnow()
         live = {
             (hit.type, hit.value): hit
@@ -60,21 +73,23 @@ class LookupService:
             if hit.archived_at is None
             and (include_expired or hit.valid_until is None or hit.valid_until > now)
         }
-        half_lives = (
-            settings.get("half_life_days") if isinstance(settings.get("half_life_days"), dict) else {}
-        )
+        overrides = settings.get("half_life_days")
+        half_lives: dict[str, float | None] = {}
         for key, answer in zip(keys, answers, strict=True):
             hit = live.get(key) if key is not None else None
             if hit is None:
                 continue
-            score = effective_score(
-                indicator_type=hit.type,
-                score=hit.score,
-                last_seen=hit.last_seen,
-                sightings_count=hit.sightings_count,
-                false_positive=hit.false_positive,
-                now=now,
-                half_lives=half_lives,
+            if hit.type not in half_lives:
+                half_lives[hit.type] = half_life_for(
+                    hit.type, overrides if isinstance(overrides, dict) else None
+                )
+            age_days = max(0.0, (now - hit.last_seen).total_seconds() / 86_400)
+            score = effective_value(
+                hit.score,
+                age_days,
+                half_lives[hit.type],
+                sightings_bonus(hit.sightings_count),
+                hit.false_positive,
             )
             related: dict[str, list[dict[str, Any]]] = {"actors": [], "campaigns": []}
             for kind, obj_id, name, rel in hit.related:
@@ -86,7 +101,7 @@ class LookupService:
                     "id": hit.id,
                     "type": hit.type,
                     "value": hit.value,
-                    "effective_score": score.effective,
+                    "effective_score": score,
                     "classification": hit.classification,
                     "tlp": hit.tlp,
                     "tags": hit.tags,
