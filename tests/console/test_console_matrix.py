@@ -75,6 +75,9 @@ async def test_console_pages_follow_the_permission_matrix(app: Any, client: http
         headers=h,
     )
     params["webhook_id"] = hook.json()["id"]
+    collection = await client.post("/api/v1/taxii-collections", json={"title": "Matrix"}, headers=h)
+    params["collection_id"] = collection.json()["id"]
+    params["invoice_id"] = "0190a0a0-0000-7000-8000-00000000abcd"  # refused before any lookup
     me = await client.get("/api/v1/users/me", headers=owner.headers)
     params["user_id"] = me.json()["id"]
 

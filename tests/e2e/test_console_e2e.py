@@ -1,8 +1,8 @@
 """The console in headless Chromium against a real `raptorflow serve` process.
 
 First-run setup, sign-in, adding an indicator, a viewer who cannot edit, the org switcher's isolation,
-and screenshots of the main pages (test artifacts; RAPTORFLOW_UPDATE_SCREENSHOTS=1 refreshes the two
-shown in the README).
+and screenshots of the main pages (test artifacts; RAPTORFLOW_UPDATE_SCREENSHOTS=1 refreshes those
+in docs/screenshots).
 """
 
 from __future__ import annotations
@@ -257,12 +257,27 @@ async def test_screenshots_of_the_main_pages(owner: Owner, server: Server) -> No
         )
         assert actor.status_code == 201, actor.text
         actor_id = actor.json()["id"]
+    # A TAXII collection through the settings form: its URL is shown for TAXII clients.
+    await page.goto(owner.org_url + "/settings/taxii")
+    await page.locator("#t-title").fill("High-score network indicators")
+    await page.locator("#t-min").fill("70")
+    await page.get_by_label("ipv4").check()
+    await page.get_by_label("domain").check()
+    await page.get_by_role("button", name="Create collection").click()
+    await page.wait_for_load_state()
+    assert await page.get_by_text("created.").is_visible()
+    url = await page.locator("input[id^='url-']").first.input_value()
+    assert url.startswith(server.url + "/taxii2/acme-soc/collections/")
+    async with httpx.AsyncClient(headers=headers) as taxii:
+        served = await taxii.get(url, headers={"Accept": "application/taxii+json;version=2.1"})
+        assert served.status_code == 200 and served.json()["title"] == "High-score network indicators"
     shots = {
         "dashboard": owner.org_url + "/",
         "indicators": owner.org_url + "/indicators",
         "actor": owner.org_url + f"/actors/{actor_id}",
         "attack-matrix": owner.org_url + f"/actors/{actor_id}/attack",
         "members": owner.org_url + "/settings/members",
+        "taxii-collections": owner.org_url + "/settings/taxii",
     }
     for name, path in shots.items():
         response = await page.goto(path)
@@ -281,5 +296,5 @@ async def test_screenshots_of_the_main_pages(owner: Owner, server: Server) -> No
     if os.environ.get("RAPTORFLOW_UPDATE_SCREENSHOTS"):
         docs = ROOT / "docs" / "screenshots"
         docs.mkdir(parents=True, exist_ok=True)
-        for name in ("dashboard", "indicator"):
+        for name in ("dashboard", "indicator", "taxii-collections"):
             shutil.copyfile(shot_path(name), docs / f"{name}.png")

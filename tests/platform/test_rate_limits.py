@@ -105,6 +105,34 @@ async def test_anonymous_limit_per_ip_and_trusted_proxies(make_client: Callable[
         assert codes == [200, 200, 200, 429], address
 
 
+async def test_refusals_carry_the_limit_that_applied(make_client: Callable[..., Any]) -> None:
+    _app, http = await make_client(rate_limit_anonymous_per_minute=4, rate_limit_principal_per_minute=50)
+    actor = await sign_up(http, "refused@example.com")  # two anonymous requests (register, sign in)
+    # A signed-in caller refused before any org limit (not a member): its credential's budget.
+    stranger = await http.get("/api/v1/jobs", headers=actor.in_org(str(uuid.uuid4())))
+    assert stranger.status_code == 404
+    assert stranger.headers["x-ratelimit-limit"] == "50"
+    assert stranger.headers["x-ratelimit-remaining"] == "49"
+    # Anonymous refusals (no or bad credentials, unknown path) count against the address's budget.
+    seen = []
+    for response in (
+        await http.get("/api/v1/jobs"),
+        await http.get("/api/v1/jobs", headers={"Authorization": "Bearer not-a-token"}),
+    ):
+        assert response.status_code == 401
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["x-ratelimit-limit"] == "4"
+        assert 0 < int(response.headers["x-ratelimit-reset"]) <= 60
+        seen.append(response.headers["x-ratelimit-remaining"])
+    assert seen == ["1", "0"]
+    for refused in (await http.get("/api/v1/jobs"), await http.get("/api/v1/no-such-thing")):
+        assert refused.status_code == 429
+        assert refused.json()["limit"] == "ip" and refused.json()["status"] == 429
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+        assert refused.headers["x-ratelimit-remaining"] == "0" and refused.headers["x-request-id"]
+    assert (await http.get("/health")).status_code == 200  # outside /api: not limited
+
+
 async def test_monthly_quota_counts_flushes_and_refuses(make_client: Callable[..., Any]) -> None:
     application, http = await make_client()
     actor = await sign_up(http, "quota@example.com")

@@ -18,6 +18,7 @@ from raptorflow.accounts.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyOut,
+    DeletionAccepted,
     InvitationAccept,
     InvitationOut,
     MemberAdd,
@@ -47,6 +48,7 @@ from raptorflow.auth.principal import OrgContext
 from raptorflow.kit.db import utcnow
 from raptorflow.kit.deps import SessionDep
 from raptorflow.kit.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
+from raptorflow.kit.web import ORJSONResponse
 from raptorflow.models import ApiKey, Invitation, Membership, Organization, User, Workspace
 
 users = APIRouter(prefix="/api/v1/users/me", tags=["users"])
@@ -195,13 +197,25 @@ async def export_me(principal: UserDep, session: SessionDep) -> dict[str, Any]:
 @users.delete(
     "",
     status_code=204,
-    responses={409: {"description": "Sole owner of an org with members"}},
+    responses={
+        202: {
+            "model": DeletionAccepted,
+            "description": "Deleted; organizations where you were the only member are being purged",
+        },
+        409: {"description": "Sole owner of an org with members"},
+    },
     summary="Delete my account (personal data anonymized)",
 )
 async def delete_me(principal: UserDep, session: SessionDep, request: Request) -> Response:
-    """Erase the caller's account."""
-    await UserService(session, principal, request.app.state.api_key_cache).delete()
-    return Response(status_code=204)
+    """Erase the caller's account: 204 when done, 202 with job ids when orgs remain to be purged."""
+    jobs = await UserService(session, principal, request.app.state.api_key_cache).delete()
+    if not jobs:
+        return Response(status_code=204)
+    accepted = DeletionAccepted(
+        job_ids=[j.id for j in jobs],
+        detail="Your account is deleted; the organizations you alone belonged to are being purged.",
+    )
+    return ORJSONResponse(accepted.model_dump(mode="json"), status_code=202)
 
 
 @invites.post("/accept", summary="Accept an invitation link")
@@ -276,11 +290,13 @@ async def update_org(body: OrganizationUpdate, ctx: OrgUpdate, session: SessionD
     return _org_out(await OrganizationService(session).update(ctx, body), ctx.role)
 
 
-@orgs.delete(ORG, status_code=204, responses=NOT_FOUND, summary="Delete an organization and its data (owner)")
-async def delete_org(ctx: OrgDelete, session: SessionDep, request: Request) -> Response:
-    """Delete the organization."""
-    await OrganizationService(session, request.app.state.api_key_cache).delete(ctx)
-    return Response(status_code=204)
+@orgs.delete(ORG, status_code=202, responses=NOT_FOUND, summary="Delete an organization and its data (owner)")
+async def delete_org(ctx: OrgDelete, session: SessionDep, request: Request) -> DeletionAccepted:
+    """Retire the organization at once (members, keys, invitations gone) and purge its data in a job."""
+    job = await OrganizationService(session, request.app.state.api_key_cache).delete(ctx)
+    return DeletionAccepted(
+        job_ids=[job.id], detail="The organization is deleted; its data is being purged in the background."
+    )
 
 
 @orgs.get(ORG + "/members", responses=NOT_FOUND, summary="List members")

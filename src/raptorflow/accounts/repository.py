@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raptorflow.kit.tenancy import TenantRepository, cross_tenant
@@ -107,6 +107,15 @@ class MembershipRepository(TenantRepository):
         await self.session.delete(membership)
         await self.session.flush()
 
+    async def remove_all(self) -> int:
+        """Delete every membership of the org (it is being deleted); returns how many."""
+        result = await self.session.execute(
+            delete(Membership)
+            .where(Membership.org_id == self.org_id)
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
 
 class InvitationRepository(TenantRepository):
     """Invitations of one org."""
@@ -132,6 +141,20 @@ class InvitationRepository(TenantRepository):
         """Insert an invitation."""
         self.session.add(invitation)
         await self.session.flush()
+
+    async def revoke_open(self, now: datetime) -> int:
+        """Withdraw every open invitation of the org; returns how many."""
+        result = await self.session.execute(
+            update(Invitation)
+            .where(
+                Invitation.org_id == self.org_id,
+                Invitation.accepted_at.is_(None),
+                Invitation.revoked_at.is_(None),
+            )
+            .values(revoked_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 async def open_invitations_for(session: AsyncSession, email: str, now: datetime) -> Sequence[Invitation]:
@@ -212,6 +235,16 @@ class ApiKeyRepository(TenantRepository):
         """Insert a key."""
         self.session.add(key)
         await self.session.flush()
+
+    async def revoke_all(self, now: datetime) -> int:
+        """Revoke every live key of the org; returns how many."""
+        result = await self.session.execute(
+            update(ApiKey)
+            .where(ApiKey.org_id == self.org_id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def page_after(cursor: dict[str, Any] | None) -> uuid.UUID | None:

@@ -217,6 +217,13 @@ class TransferOwnership(Input):
     user_id: uuid.UUID
 
 
+class DeletionAccepted(BaseModel):
+    """A deletion accepted: access is gone now, the data goes in the listed background jobs."""
+
+    job_ids: list[uuid.UUID]
+    detail: str
+
+
 class WorkspaceCreate(Input):
     """A new workspace."""
 

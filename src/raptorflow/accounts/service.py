@@ -29,14 +29,17 @@ from raptorflow.auth.principal import OrgContext, Principal
 from raptorflow.auth.repository import IdentityRepository
 from raptorflow.auth.service import normalize_email
 from raptorflow.billing.service import ensure_room
+from raptorflow.jobs.service import enqueue
 from raptorflow.kit.crypto import random_token, sha256_hex
 from raptorflow.kit.db import new_id, utcnow
 from raptorflow.kit.deps import after_commit
 from raptorflow.kit.errors import BadRequest, Conflict, Forbidden, InvalidInput, NotFound
 from raptorflow.kit.tenancy import bind_org
-from raptorflow.models import ApiKey, Invitation, Membership, Organization, User, Workspace
+from raptorflow.models import ApiKey, Invitation, Job, Membership, Organization, User, Workspace
 
 INVITATION_TTL = timedelta(days=14)
+# The background job that deletes a retired organization's data (raptorflow.accounts.tasks).
+PURGE_ORG_TASK = "accounts.purge_org"
 
 
 class OrganizationService:
@@ -103,8 +106,12 @@ class OrganizationService:
         )
         return org
 
-    async def delete(self, ctx: OrgContext) -> None:
-        """Delete an org and everything it owns (its audit chain is kept)."""
+    async def delete(self, ctx: OrgContext) -> Job:
+        """Retire an org at once and queue the deletion of its data; returns the purge job.
+
+        Its audit chain is kept; members, API keys and invitations stop working in this transaction,
+        so nothing of the org stays reachable while the job deletes its rows in batches.
+        """
         org = await self.get(ctx)
         await audit.record(
             self.session,
@@ -115,8 +122,7 @@ class OrganizationService:
             target_id=org.id,
             details={"slug": org.slug},
         )
-        await forget_org_keys(self.session, self.key_cache, org.id)
-        await self.orgs.delete(org.id)
+        return await retire_org(self.session, self.key_cache, org, requested_by=ctx.principal.user_id)
 
     async def member_view(self, ctx: OrgContext, user_id: uuid.UUID) -> tuple[Membership, User]:
         """A member and their user row; 404 when not a member."""
@@ -288,6 +294,29 @@ async def forget_org_keys(session: AsyncSession, cache: ApiKeyCache | None, org_
     """Schedule the cache eviction of every key of an org that is being deleted."""
     if cache is not None:
         _forget_after_commit(session, cache, await ApiKeyRepository(session, org_id).prefixes())
+
+
+async def retire_org(
+    session: AsyncSession, cache: ApiKeyCache | None, org: Organization, *, requested_by: uuid.UUID | None
+) -> Job:
+    """Disable an org now (keys revoked, members and invitations gone, slug freed) and queue its purge.
+
+    Safe to repeat: an org already retired keeps its first `deleted_at`, and the purge job deletes
+    whatever is left (nothing, the second time).
+    """
+    await bind_org(session, org.id)
+    now = utcnow()
+    await forget_org_keys(session, cache, org.id)
+    await ApiKeyRepository(session, org.id).revoke_all(now)
+    await InvitationRepository(session, org.id).revoke_open(now)
+    await MembershipRepository(session, org.id).remove_all()
+    if org.deleted_at is None:
+        org.deleted_at = now
+        # The slug is free for a new org at once; the row itself goes when the purge ends.
+        org.slug = f"deleted-{org.id.hex}"
+        org.updated_at = now
+    await session.flush()
+    return await enqueue(session, org.id, PURGE_ORG_TASK, {}, created_by=requested_by)
 
 
 def _may_grant(ctx: OrgContext, role: Role) -> None:

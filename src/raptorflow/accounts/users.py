@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raptorflow.accounts.repository import OrganizationRepository
-from raptorflow.accounts.service import forget_org_keys
+from raptorflow.accounts.service import retire_org
 from raptorflow.audit import service as audit
 from raptorflow.audit.repository import AuditRepository
 from raptorflow.audit.service import ACCOUNT_CHAIN
@@ -19,7 +19,7 @@ from raptorflow.auth.repository import IdentityRepository
 from raptorflow.kit.db import utcnow
 from raptorflow.kit.errors import BadRequest, Conflict, InvalidInput, NotFound
 from raptorflow.kit.tenancy import bind_org
-from raptorflow.models import AuthSession, Organization, User
+from raptorflow.models import AuthSession, Job, Organization, User
 
 
 class UserService:
@@ -145,11 +145,12 @@ class UserService:
             ],
         }
 
-    async def delete(self) -> None:
+    async def delete(self) -> list[Job]:
         """Erase the account: personal data anonymized, audit rows kept without it.
 
         Refused while the user is the only owner of an org that has other members; orgs where the
-        user is the only member are deleted with the account.
+        user is the only member are retired with the account (unreachable at once) and their data is
+        deleted by the returned background jobs (none when the user owned no such org).
         """
         user = await self.me()
         memberships = await self.orgs.memberships_of(user.id)
@@ -163,6 +164,7 @@ class UserService:
                 + ". Transfer ownership or delete them first.",
                 extra={"organizations": [str(org.id) for org in blocking]},
             )
+        jobs: list[Job] = []
         for org in owned:
             if counts[org.id][0] == 1:
                 await bind_org(self.session, org.id)
@@ -175,8 +177,7 @@ class UserService:
                     target_id=org.id,
                     details={"reason": "owner-account-deleted"},
                 )
-                await forget_org_keys(self.session, self.key_cache, org.id)
-                await self.orgs.delete(org.id)
+                jobs.append(await retire_org(self.session, self.key_cache, org, requested_by=None))
         await self.orgs.remove_user_everywhere(user.id)
         await self.identity.revoke_sessions(user.id, utcnow(), "account-deleted")
         await AuditRepository(self.session, ACCOUNT_CHAIN).scrub_actor(user.id)
@@ -195,3 +196,4 @@ class UserService:
             target_type="user",
             target_id=user.id,
         )
+        return jobs

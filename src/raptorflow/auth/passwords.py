@@ -8,8 +8,16 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 MIN_LENGTH = 12
 MAX_LENGTH = 1024
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
-# Verified against when an account does not exist, so both paths cost the same time.
-_DUMMY_HASH = _hasher.hash("raptorflow-timing-equalizer")
+# Verified against when an account does not exist, so both paths cost the same time. Made on first
+# use: hashing at import cost every process (each CLI command, each worker) a quarter of a second.
+_DUMMY_HASH: str | None = None
+
+
+def _dummy_hash() -> str:
+    global _DUMMY_HASH  # computed once per process, with the configured cost
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = _hasher.hash("raptorflow-timing-equalizer")
+    return _DUMMY_HASH
 
 
 def configure(*, time_cost: int | None = None, memory_kib: int | None = None) -> None:
@@ -21,7 +29,7 @@ def configure(*, time_cost: int | None = None, memory_kib: int | None = None) ->
         memory_cost=memory_kib or defaults.memory_cost,
         parallelism=defaults.parallelism,
     )
-    _DUMMY_HASH = _hasher.hash("raptorflow-timing-equalizer")
+    _DUMMY_HASH = None
 
 
 def hash_password(password: str) -> str:
@@ -32,7 +40,7 @@ def hash_password(password: str) -> str:
 def verify_password(password_hash: str | None, password: str) -> bool:
     """Check a password; with no hash, spend the same time and say no."""
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return _hasher.verify(password_hash or _dummy_hash(), password) and password_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

@@ -279,6 +279,31 @@ class BillingService:
             "members": {"used": await self.repo.count_members(), "limit": current.max_members},  # seats
         }
 
+    async def usage_estimated(
+        self, requests_this_month: int | None
+    ) -> tuple[dict[str, Any], datetime | None]:
+        """usage() with the indicators from the running count the limit checks keep (no COUNT(*) of a big
+        org), and when that count was last exact (None: never counted, `used` is None too)."""
+        current = await plan_in_force(self.session, self.org_id)
+        estimate = await self.repo.usage_estimate("indicators")
+        return {
+            "plan": current.code,
+            "month": utcnow().strftime("%Y-%m"),
+            "requests_this_month": {"used": requests_this_month, "limit": current.requests_per_month},
+            "indicators": {"used": estimate.count if estimate else None, "limit": current.max_indicators},
+            "members": {"used": await self.repo.count_members(), "limit": current.max_members},
+        }, (estimate.counted_at if estimate else None)
+
+    def estimate_stale(self, counted_at: datetime | None) -> bool:
+        """Whether a running count is older than the limit checks trust (then recount it)."""
+        return counted_at is None or counted_at <= utcnow() - RECOUNT_AFTER
+
+    async def recount_indicators(self) -> int:
+        """Count the org's indicators exactly and store it as the running count (seconds at millions)."""
+        used = await self.repo.count_indicators()
+        await self.repo.store_usage("indicators", used)
+        return used
+
     # --- orders -------------------------------------------------------------------------------------
 
     async def _quote(

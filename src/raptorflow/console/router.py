@@ -8,7 +8,15 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 
 from raptorflow.auth.deps import PublicRoute
-from raptorflow.console import auth_pages, context_pages, intel_pages, settings_pages, sharing_pages
+from raptorflow.console import (
+    auth_pages,
+    billing_pages,
+    context_pages,
+    intel_pages,
+    settings_pages,
+    sharing_pages,
+    taxii_pages,
+)
 from raptorflow.console.stats_cache import StatsCache
 from raptorflow.console.web import HERE
 from raptorflow.kit.errors import NotFound
@@ -42,6 +50,8 @@ def include_console(app: FastAPI) -> None:
     app.include_router(assets)
     app.include_router(auth_pages.router)
     app.include_router(settings_pages.router)
+    app.include_router(taxii_pages.router)
+    app.include_router(billing_pages.router)
     app.include_router(intel_pages.router)
     app.include_router(sharing_pages.router)
     app.include_router(context_pages.router)

@@ -312,6 +312,7 @@ def render(
         viewer=viewer,
         csrf_token=token,
         registration=request.app.state.settings.registration.value,
+        billing_enabled=bool(getattr(getattr(request.app.state, "billing", None), "enabled", False)),
         path=request.url.path,
     )
     html = templates.get_template(name).render(values)

@@ -11,6 +11,8 @@ TASK_MODULES: list[str] = [
     "raptorflow.webhooks.tasks",
     "raptorflow.sharing.imports.tasks",
     "raptorflow.sharing.feeds.tasks",
+    "raptorflow.accounts.tasks",
+    "raptorflow.intel.indicators.tasks",
 ]
 
 

@@ -1,11 +1,13 @@
-"""Platform system tasks: re-send jobs whose dispatch was lost, re-queue jobs whose worker died."""
+"""Platform system tasks: re-send jobs whose dispatch was lost, re-queue jobs whose worker died, and
+delete finished jobs past their retention."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 
 from raptorflow.kit.db import utcnow
 from raptorflow.kit.jobs import Dispatcher, JobContext, task
@@ -55,3 +57,37 @@ async def dispatch_due(ctx: JobContext, payload: dict[str, Any]) -> dict[str, An
         for job_id, org_id in due:
             dispatcher.dispatch(job_id, org_id)
     return {"dispatched": len(due) if dispatcher else 0, "requeued": stale.rowcount or 0}  # type: ignore[attr-defined]
+
+
+# Finished jobs stay visible this long in GET /api/v1/jobs, then they are deleted.
+RETENTION = timedelta(days=30)
+PURGE_BATCH = 5000
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def id_before(moment: datetime) -> uuid.UUID:
+    """The smallest time-ordered (v7) id of `moment`: every id made earlier sorts below it."""
+    return uuid.UUID(int=(int(moment.timestamp() * 1000) & 0xFFFF_FFFF_FFFF) << 80)
+
+
+@task("jobs.purge_finished", periodic_s=3600)
+async def purge_finished(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
+    """Delete finished jobs older than the retention (a primary-key range, so cheap at any size)."""
+    edge = id_before(utcnow() - RETENTION)
+    purged = 0
+    while True:
+        async with ctx.transaction() as session, cross_tenant(session):
+            batch = (
+                select(Job.id)
+                .where(Job.id < edge, Job.status.in_(FINISHED))
+                .order_by(Job.id)
+                .limit(PURGE_BATCH)
+                .scalar_subquery()
+            )
+            result = await session.execute(
+                delete(Job).where(Job.id.in_(batch)).execution_options(synchronize_session=False)
+            )
+        count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+        purged += count
+        if count < PURGE_BATCH:
+            return {"purged": purged}

@@ -23,6 +23,7 @@ from raptorflow.kit.metrics import metrics_router
 from raptorflow.kit.ratelimit import (
     Limiter,
     OrgLimits,
+    RefusedRequestLimits,
     RequestLimits,
     UsageLoader,
     UsageMeter,
@@ -140,3 +141,6 @@ def install_platform(app: Any) -> None:
         anonymous_per_minute=settings.rate_limit_anonymous_per_minute,
         hooks=app.state,
     )
+    # Innermost of the middleware (installed before the HTTP stack): refusals made before any limit
+    # was checked (401, unknown org, unknown path) are counted and carry the X-RateLimit-* headers.
+    app.add_middleware(RefusedRequestLimits)

@@ -6,22 +6,24 @@ import asyncio
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from limits import RateLimitItem, RateLimitItemPerMinute, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 from limits.errors import StorageError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from raptorflow.kit.errors import RaptorFlowError
+from raptorflow.kit.errors import PROBLEM_MEDIA_TYPE, RaptorFlowError, problem_body
 from raptorflow.kit.logging import get_logger
 from raptorflow.kit.metrics import LIMITER_UNAVAILABLE, RATE_LIMITED
-from raptorflow.kit.middleware import RATE_LIMIT_STATE
+from raptorflow.kit.middleware import RATE_LIMIT_STATE, request_id_of
 
 log = get_logger("raptorflow.ratelimit")
 STORAGE_ERRORS = (RedisError, StorageError, OSError, TimeoutError)
@@ -338,7 +340,7 @@ class RequestLimits:
         )
 
     @staticmethod
-    def _remember(scope: dict[str, Any], *states: LimitState) -> None:
+    def _remember(scope: MutableMapping[str, Any], *states: LimitState) -> None:
         tightest = min(states, key=lambda s: s.remaining)
         scope.setdefault("state", {})[RATE_LIMIT_STATE] = (
             tightest.limit,
@@ -354,6 +356,29 @@ class RequestLimits:
             raise self._refuse(
                 "ip", state, "Too many requests from this address; retry after Retry-After seconds."
             )
+
+    async def check_refused(self, scope: MutableMapping[str, Any]) -> TooManyRequests | None:
+        """Count a request refused before any limit was checked (bad credentials, unknown org or path).
+
+        An authenticated caller counts against its credential's limit, anyone else against the per-IP
+        limit of anonymous requests; the state is left for the headers. Returns the 429 to send
+        instead when that limit is exhausted (so guessing credentials is limited too).
+        """
+        principal = (scope.get("state") or {}).get("principal")
+        api_key_id = getattr(principal, "api_key_id", None)
+        user_id = getattr(principal, "user_id", None)
+        if api_key_id is not None or user_id is not None:
+            # The key format of raptorflow.auth.deps._limit_key: one budget per credential.
+            key = f"key:{api_key_id}" if api_key_id else f"user:{user_id}"
+            kind, state = "principal", await self.limiter.hit(self.principal_item, "principal", key)
+            detail = "Too many requests with this credential; retry after Retry-After seconds."
+        else:
+            client = scope.get("client")
+            ip = client[0] if client else None
+            kind, state = "ip", await self.limiter.hit(self.anonymous_item, "ip", ip or "unknown")
+            detail = "Too many requests from this address; retry after Retry-After seconds."
+        self._remember(scope, state)
+        return None if state.allowed else self._refuse(kind, state, detail)
 
     async def check_principal(self, scope: dict[str, Any], principal_key: str) -> LimitState:
         """Per API key / user limit."""
@@ -416,3 +441,59 @@ class RequestLimits:
                 raise self._refuse("month", state, detail)
         else:
             await self.meter.hit(org_id, now)
+
+
+class RefusedRequestLimits:
+    """ASGI middleware: an /api response refused before any limit was checked (401, 403, 404, other
+    4xx) is counted by `RequestLimits.check_refused`, so it carries X-RateLimit-* like every API
+    response, and becomes a 429 once the caller's limit is exhausted.
+
+    Installed inside RequestContextMiddleware, which writes the headers from the state left here.
+    """
+
+    def __init__(self, app: ASGIApp, *, api_prefix: str = "/api/") -> None:
+        self.app = app
+        self.api_prefix = api_prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.api_prefix):
+            await self.app(scope, receive, send)
+            return
+        replaced = False
+
+        async def checked_send(message: Message) -> None:
+            nonlocal replaced
+            if replaced:
+                return  # the refused response's body: a 429 was sent instead
+            if message["type"] == "http.response.start" and _unlimited_refusal(scope, message["status"]):
+                limits: RequestLimits | None = getattr(scope["app"].state, "request_limits", None)
+                refused = await limits.check_refused(scope) if limits is not None else None
+                if refused is not None:
+                    replaced = True
+                    await _send_refusal(send, scope, refused)
+                    return
+            await send(message)
+
+        await self.app(scope, receive, checked_send)
+
+
+def _unlimited_refusal(scope: Scope, status: int) -> bool:
+    """A client error that no limit has counted yet (429s and limited routes carry their own state)."""
+    return 400 <= status < 500 and status != 429 and RATE_LIMIT_STATE not in (scope.get("state") or {})
+
+
+async def _send_refusal(send: Send, scope: Scope, error: TooManyRequests) -> None:
+    body = orjson.dumps(
+        problem_body(
+            status=error.status,
+            title=error.title,
+            detail=error.detail,
+            request_id=request_id_of(scope),
+            type_uri=error.type_uri,
+            extra=error.extra,
+        )
+    )
+    headers = [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+    headers += [(b"content-type", PROBLEM_MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

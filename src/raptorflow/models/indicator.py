@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from raptorflow.kit.db import Base, IdMixin, JSONType, TimestampMixin
@@ -39,6 +39,9 @@ class Indicator(IdMixin, TimestampMixin, Base):
     false_positive: Mapped[bool] = mapped_column(default=False)
     false_positive_reason: Mapped[str | None] = mapped_column(Text)
     archived_at: Mapped[datetime | None]
+    # When maintenance (`intel.maintain`) recorded that valid_until had passed; reads still decide
+    # "expired" from valid_until, this only marks the transition once (events, counts).
+    expired_at: Mapped[datetime | None]
     sightings_count: Mapped[int] = mapped_column(Integer, default=0)
     stix_id: Mapped[str | None] = mapped_column(String(100))
     created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
@@ -48,6 +51,37 @@ class Indicator(IdMixin, TimestampMixin, Base):
         Index("ix_indicators_org_created", "org_id", "created_at"),
         Index("ix_indicators_org_last_seen", "org_id", "last_seen"),
         Index("ix_indicators_org_project", "org_id", "project_id"),
+        # Console list orders and filters (migration 20261201_1041_console_pages).
+        Index("ix_indicators_org_score", "org_id", "score", "id"),
+        Index("ix_indicators_org_class_score", "org_id", "classification", "score", "id"),
+        Index(
+            "ix_indicators_org_archived",
+            "org_id",
+            "created_at",
+            postgresql_where=text("archived_at IS NOT NULL"),
+            sqlite_where=text("archived_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_indicators_org_false_positive",
+            "org_id",
+            "created_at",
+            postgresql_where=text("false_positive"),
+            sqlite_where=text("false_positive"),
+        ),
+        Index(
+            "ix_indicators_expiry_due",
+            "org_id",
+            "valid_until",
+            postgresql_where=text("expired_at IS NULL AND valid_until IS NOT NULL"),
+            sqlite_where=text("expired_at IS NULL AND valid_until IS NOT NULL"),
+        ),
+        Index(
+            "ix_indicators_expired",
+            "org_id",
+            "valid_until",
+            postgresql_where=text("expired_at IS NOT NULL"),
+            sqlite_where=text("expired_at IS NOT NULL"),
+        ),
         CheckConstraint(TLP_CHECK, name="tlp"),
         CheckConstraint("confidence BETWEEN 0 AND 100", name="confidence"),
         CheckConstraint("score BETWEEN 0 AND 100", name="score"),

@@ -23,6 +23,9 @@ class Organization(IdMixin, TimestampMixin, Base):
     slug: Mapped[str] = mapped_column(String(63), unique=True)
     # Org-level preferences, e.g. {"half_life_days": {"ipv4": 14}} for score decay.
     settings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # Set when deletion is accepted: members, keys and invitations are gone at once; the
+    # `accounts.purge_org` job then deletes the data in batches and finally this row.
+    deleted_at: Mapped[datetime | None]
 
 
 class Membership(IdMixin, TimestampMixin, Base):

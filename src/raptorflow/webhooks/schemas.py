@@ -10,7 +10,14 @@ from pydantic import BaseModel, Field
 
 from raptorflow.accounts.schemas import Input
 
-EVENTS = ("indicator.created", "indicator.updated", "sighting.added", "import.finished", "feed.failed")
+EVENTS = (
+    "indicator.created",
+    "indicator.updated",
+    "indicator.expired",
+    "sighting.added",
+    "import.finished",
+    "feed.failed",
+)
 TEST_EVENT = "webhook.test"
 
 

@@ -33,5 +33,34 @@
         navigator.clipboard.writeText(source.value).then(function () { button.textContent = "Copied"; });
       });
     });
+    // Razorpay Checkout (billing page with an order to pay): its checkout.js, loaded by that page only,
+    // opens the payment window; what it hands back is posted to our server, which verifies it.
+    var pay = document.getElementById("rzp-pay");
+    var verify = document.getElementById("rzp-verify");
+    if (pay && verify) {
+      pay.addEventListener("click", function () {
+        if (typeof window.Razorpay !== "function") {
+          pay.textContent = "Payment window unavailable (checkout.razorpay.com did not load)";
+          return;
+        }
+        var d = pay.dataset;
+        var checkout = new window.Razorpay({
+          key: d.razorpayKey,
+          order_id: d.razorpayOrder,
+          amount: Number(d.amount),
+          currency: d.currency,
+          name: "RaptorFlow",
+          description: d.description,
+          prefill: { email: d.email, name: d.org },
+          handler: function (result) {
+            verify.elements.razorpay_order_id.value = result.razorpay_order_id;
+            verify.elements.razorpay_payment_id.value = result.razorpay_payment_id;
+            verify.elements.razorpay_signature.value = result.razorpay_signature;
+            verify.submit();
+          }
+        });
+        checkout.open();
+      });
+    }
   });
 })();

@@ -132,20 +132,20 @@ class LookupFastPath:
         value, include_expired = params
         # The limits (Redis) and the lookup (PostgreSQL) in flight together: one wait instead of two.
         # The lookup only reads; when a limit refuses, its answer is dropped.
-        lookup = asyncio.ensure_future(
+        pending = asyncio.ensure_future(
             LookupService.on_pool(pool, key.org_id).lookup([value], include_expired=include_expired)
         )
         try:
             await state.request_limits.check_org(scope, key.org_id, api_key_limit_key(key.id))
         except RaptorFlowError as exc:
-            await asyncio.gather(lookup, return_exceptions=True)
+            await asyncio.gather(pending, return_exceptions=True)
             await error_response(Request(scope), exc)(scope, receive, send)
             return True
         except BaseException:
-            lookup.cancel()
+            pending.cancel()
             raise
         try:
-            answers = await lookup
+            answers = await pending
         except DATABASE_DOWN as exc:  # as the route: a database that cannot be reached is a 503
             await unavailable_response(Request(scope), exc)(scope, receive, send)
             return True

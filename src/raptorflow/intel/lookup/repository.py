@@ -13,6 +13,7 @@ import orjson
 from sqlalchemy import Row, Uuid, bindparam, literal, select, tuple_, union_all
 
 from raptorflow.intel.indicators.repository import SQLITE_KEY_CHUNK
+from raptorflow.intel.indicators.scoring import DEFAULT_HALF_LIFE_DAYS
 from raptorflow.kit.db import dialect_name, direct_pool_of
 from raptorflow.kit.tenancy import TenantRepository
 from raptorflow.models import Campaign, Indicator, Organization, Relationship, ThreatActor
@@ -67,6 +68,9 @@ _RELATED_OTHER = _related_statement()
 # The PostgreSQL path: one statement in autocommit on a pooled connection (see the migration
 # 20261201_0840_lookup_function.py): it binds the org, keeps RLS on, and aggregates related objects.
 _LOOKUP_FUNCTION = "SELECT * FROM raptorflow_lookup($1, $2::text[], $3::text[])"
+# Batches: each live match rendered as its JSON answer by PostgreSQL (migration 20261201_1043).
+_LOOKUP_JSON_FUNCTION = "SELECT * FROM raptorflow_lookup_json($1, $2::text[], $3::text[], $4, $5::jsonb, $6)"
+_DEFAULT_HALF_LIVES = orjson.dumps(DEFAULT_HALF_LIFE_DAYS).decode()
 
 
 @dataclass(slots=True)
@@ -131,10 +135,35 @@ async def find_on_pool(
     return hits, settings
 
 
+async def matches_on_pool(
+    pool: Any, org_id: uuid.UUID, keys: Sequence[tuple[str, str]], now: datetime, include_expired: bool
+) -> dict[tuple[str, str], orjson.Fragment]:
+    """The live match of each found key as its JSON answer, rendered by PostgreSQL (batches)."""
+    if not keys:
+        return {}
+    rows = await pool.fetch(
+        _LOOKUP_JSON_FUNCTION,
+        org_id,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        now,
+        _DEFAULT_HALF_LIVES,
+        include_expired,
+    )
+    fragment = orjson.Fragment
+    return {(r[0], r[1]): fragment(r[2]) for r in rows}
+
+
 class LookupRepository(TenantRepository):
     """Read-only queries of the lookup path (plain rows, not ORM objects)."""
 
     model = Relationship
+
+    @property
+    def renders(self) -> bool:
+        """Whether the database renders matches as JSON (`matches`): PostgreSQL with its direct pool
+        (chunks of a batch run on several of its connections at once)."""
+        return dialect_name(self.session) == "postgresql" and direct_pool_of(self.session) is not None
 
     async def find(self, keys: Sequence[tuple[str, str]]) -> tuple[list[Hit], dict[str, Any]]:
         """Indicators for (type, value) keys, with their related objects, and the org's settings."""
@@ -144,12 +173,23 @@ class LookupRepository(TenantRepository):
             return await self._find_postgres(keys)
         return await self._find_other(keys)
 
-    async def _find_postgres(self, keys: Sequence[tuple[str, str]]) -> tuple[list[Hit], dict[str, Any]]:
+    async def _pool(self) -> Any:
         # Autocommit on the direct pool, not the request's transaction (see find_on_pool).
         pool: Any = direct_pool_of(self.session)
         if pool is None:
             pool = (await (await self.session.connection()).get_raw_connection()).driver_connection
-        return await find_on_pool(pool, self.org_id, keys)
+        return pool
+
+    async def _find_postgres(self, keys: Sequence[tuple[str, str]]) -> tuple[list[Hit], dict[str, Any]]:
+        return await find_on_pool(await self._pool(), self.org_id, keys)
+
+    async def matches(
+        self, keys: Sequence[tuple[str, str]], now: datetime, include_expired: bool
+    ) -> dict[tuple[str, str], orjson.Fragment] | None:
+        """Rendered matches (PostgreSQL); None where the database cannot render them (SQLite)."""
+        if dialect_name(self.session) != "postgresql":
+            return None
+        return await matches_on_pool(await self._pool(), self.org_id, keys, now, include_expired)
 
     async def _find_other(self, keys: Sequence[tuple[str, str]]) -> tuple[list[Hit], dict[str, Any]]:
         conn = await self.session.connection()

@@ -2,39 +2,58 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from functools import partial
 from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raptorflow.auth.principal import OrgContext
 from raptorflow.intel.indicators.normalize import InvalidIndicator, normalize
 from raptorflow.intel.indicators.scoring import effective_value, half_life_for, sightings_bonus
-from raptorflow.intel.lookup.repository import Hit, LookupRepository, find_on_pool
+from raptorflow.intel.lookup.repository import Hit, LookupRepository, find_on_pool, matches_on_pool
 from raptorflow.kit.db import utcnow
 
+RENDER_CHUNK = 2_500
 Finder = Callable[[Sequence[tuple[str, str]]], Awaitable[tuple[list[Hit], dict[str, Any]]]]
+Renderer = Callable[
+    [Sequence[tuple[str, str]], datetime, bool], Awaitable[dict[tuple[str, str], orjson.Fragment] | None]
+]
 
 
 class LookupService:
     """Answers lookups for one org."""
 
     def __init__(self, session: AsyncSession, ctx: OrgContext) -> None:
-        self.find: Finder = LookupRepository(session, ctx.org_id).find
+        repository = LookupRepository(session, ctx.org_id)
+        self.find: Finder = repository.find
+        self.render: Renderer = repository.matches
+        self.renders = repository.renders
 
     @classmethod
     def on_pool(cls, pool: Any, org_id: uuid.UUID) -> LookupService:
         """The same service over an asyncpg pool, outside any request transaction (the fast path)."""
         service = cls.__new__(cls)
         service.find = partial(find_on_pool, pool, org_id)
+        service.render = partial(matches_on_pool, pool, org_id)
+        service.renders = True
         return service
 
     async def lookup(self, values: Sequence[str], *, include_expired: bool = False) -> list[dict[str, Any]]:
         """One answer per value, in the order given (unknown or malformed values: found = false)."""
         keys: list[tuple[str, str] | None] = []
         answers: list[dict[str, Any]] = []
+        now = utcnow()
+        # A batch on PostgreSQL: every RENDER_CHUNK new keys go to the database at once, rendered as
+        # JSON there (several backends, the other core) while this process normalizes the next ones.
+        chunked = self.renders and len(values) > 1
+        wanted: dict[tuple[str, str], None] = {}
+        chunk: list[tuple[str, str]] = []
+        rendering: list[asyncio.Future[dict[tuple[str, str], orjson.Fragment] | None]] = []
         for raw in values:
             try:
                 n = normalize(raw)
@@ -63,10 +82,32 @@ class LookupService:
                     "error": None,
                 }
             )
-        hits, settings = await self.find(list(dict.fromkeys(k for k in keys if k is not None)))
+            if pair not in wanted:
+                wanted[pair] = None
+                if chunked:
+                    chunk.append(pair)
+                    if len(chunk) == RENDER_CHUNK:
+                        rendering.append(asyncio.ensure_future(self.render(chunk, now, include_expired)))
+                        chunk = []
+                        await asyncio.sleep(0)  # let the query go out now
+        if chunked:
+            if chunk:
+                rendering.append(asyncio.ensure_future(self.render(chunk, now, include_expired)))
+            rendered: dict[tuple[str, str], orjson.Fragment] = {}
+            parts = await asyncio.gather(*rendering, return_exceptions=True)
+            for part in parts:
+                if isinstance(part, BaseException):
+                    raise part  # every chunk has finished: nothing is left running
+                rendered.update(part or {})
+            for key, answer in zip(keys, answers, strict=True):
+                match = rendered.get(key) if key is not None else None
+                if match is not None:
+                    answer["found"] = True
+                    answer["matches"] = [match]
+            return answers
+        hits, settings = await self.find(list(wanted))
         if not hits:
             return answers
-        now = utcnow()
         live = {
             (hit.type, hit.value): hit
             for hit in hits
