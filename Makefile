@@ -53,6 +53,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/run.py $(ARGS)
 	$(BIN)/python bench/imports.py $(ARGS)
 	$(BIN)/python bench/sharing.py $(ARGS)
+	$(BIN)/python bench/console.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

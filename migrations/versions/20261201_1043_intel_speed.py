@@ -1,7 +1,7 @@
 """Batch lookups answered as JSON by PostgreSQL: effective score, expiry and links in one statement
 
 Revision ID: a7e1c0d00723
-Revises: a7e1c0d00722
+Revises: a7e1c0d00721
 Create Date: 2026-12-01 10:40:00
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "a7e1c0d00723"
-down_revision: str | None = "a7e1c0d00722"
+down_revision: str | None = "a7e1c0d00721"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -240,3 +240,37 @@ async def test_cancel_stops_a_running_or_queued_import(
     assert done["status"] == "cancelled", done
     stats = (await client.get("/api/v1/indicators/stats", headers=headers)).json()
     assert stats["total"] < 60_000
+
+
+async def test_csv_import_merged_in_parts_counts_and_folds_like_one_merge(
+    client: httpx.AsyncClient, analyst: tuple[Actor, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file larger than one merge part (PostgreSQL): a value repeated across parts still folds into one."""
+    from raptorflow.sharing.imports import service as import_service
+
+    monkeypatch.setattr(import_service, "CHUNK", 64)  # one record batch per 64 bytes uploaded
+    monkeypatch.setattr(import_service, "MERGE_ROWS", 2)
+    merges = []
+    real_merge = import_service.PgStaging.merge
+
+    async def counted_merge(self: Any, **kwargs: Any) -> tuple[int, int]:
+        merges.append(1)
+        return await real_merge(self, **kwargs)
+
+    monkeypatch.setattr(import_service.PgStaging, "merge", counted_merge)
+    actor, org = analyst
+    lines = ["value,tags", "first.example.com,early"]
+    lines += [f"host-{n}.example.org,bulk" for n in range(12)]
+    lines += ["first.example.com,late;tlp:red", "bad value,", "198.51.100.1,bulk"]
+    body = {"format": "csv", "content": "\n".join(lines) + "\n", "filename": "parts.csv", "tags": ["feed"]}
+    response = await client.post(IMP, json=body, headers=actor.in_org(org))
+    assert response.status_code == 202, response.text
+    done = await finished(client, actor, org, response.json()["id"])
+    assert done["status"] == "succeeded", done
+    assert (done["created"], done["merged"], done["rejected"]) == (14, 1, 1)
+    assert done["processed"] == 16
+    stored = await indicators(client, actor, org)
+    assert len(stored) == 14
+    assert stored["first.example.com"]["tags"] == ["feed", "early", "late"]
+    assert stored["host-11.example.org"]["tags"] == ["feed", "bulk"]
+    assert len(merges) > 2 or not merges  # several merges on PostgreSQL; SQLite takes the bulk path

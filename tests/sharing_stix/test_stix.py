@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import copy
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
+import pytest
 from stix2validator import ValidationOptions, validate_instance
 
+from raptorflow.kit.tenancy import bind_org
+from raptorflow.sharing.stix.service import Selection, export_objects
 from tests.conftest import Actor, create_org, sign_up
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "stix" / "partner_bundle.json"
@@ -329,3 +333,35 @@ async def test_import_refuses_what_is_not_a_bundle(client: httpx.AsyncClient) ->
     assert response.json()["errors"][0]["field"] == "body"
     response = await client.post(f"{STIX}/bundles", content=b"{nope", headers=owner.in_org(org))
     assert response.status_code == 422
+
+
+async def test_database_rendered_bundle_equals_the_python_rendering(
+    client: httpx.AsyncClient, app: Any, database_url: str
+) -> None:
+    """PostgreSQL renders the bulk export's indicators itself: object for object what render.py makes."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("only PostgreSQL renders STIX in the database")
+    owner, org, _ids = await _world(client)
+    await _post(
+        owner,
+        org,
+        "/api/v1/indicators",
+        {
+            "value": "odd.example.net",
+            "description": 'He said "hi"\n\ttab \\ back — ü 😀',
+            "tags": ["Ünïcode", 'q"uote'],
+            "valid_from": "2025-01-02T03:04:05.678901Z",
+            "valid_until": "2031-01-02T03:04:05.000001Z",
+            "attack_techniques": ["T1566", "T1059.001"],
+            "classification": "suspicious",
+        },
+    )
+    await _post(owner, org, "/api/v1/indicators", {"value": "http://long.example.com/" + "x" * 260})
+    bundle = await _bundle(owner, org)
+    assert validate(bundle) == []
+    org_id = uuid.UUID(org)
+    async with app.state.session_factory() as session:
+        await bind_org(session, org_id)
+        expected = [o async for batch in export_objects(session, org_id, Selection()) for o in batch]
+    assert len(bundle["objects"]) == len(expected)
+    assert {o["id"]: o for o in bundle["objects"]} == {o["id"]: o for o in expected}

@@ -182,6 +182,10 @@ class PgStaging:
         raw = await connection.get_raw_connection()
         self.driver = raw.driver_connection
 
+    async def clear(self) -> None:
+        """Empty the staging table (after a merge, before the next part)."""
+        await self.session.execute(text(f"TRUNCATE {STAGING}"))
+
     async def copy(self, rows: list[tuple[Any, ...]]) -> None:
         """Append rows (tuples in STAGING_COLUMNS order) with COPY."""
         if rows:

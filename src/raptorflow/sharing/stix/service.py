@@ -53,6 +53,7 @@ __all__ = [
 ]
 
 FLUSH_BYTES = 256 * 1024
+_TLP_BYTES = {level: f'"{marking}"'.encode() for level, marking in render.TLP2_IDS.items()}
 
 
 @dataclass
@@ -129,6 +130,12 @@ class _Writer:
         self.size += len(data) + 1
         self.count += 1
 
+    def add_rendered(self, rendered: _Rendered) -> None:
+        if rendered.count:
+            self.parts.append(rendered.data if self.count == 0 else b"," + rendered.data)
+            self.size += len(rendered.data) + 1
+            self.count += rendered.count
+
     def take(self) -> bytes:
         out = b"".join(self.parts)
         self.parts.clear()
@@ -136,10 +143,27 @@ class _Writer:
         return out
 
 
+@dataclass
+class _Rendered:
+    """Indicators PostgreSQL already rendered: `count` STIX objects as comma-separated JSON."""
+
+    data: bytes
+    count: int
+
+
 async def export_objects(
     session: AsyncSession, org_id: uuid.UUID, selection: Selection
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """The STIX objects of a selection, in batches (identity first, marking definitions last)."""
+    async for batch in _export(session, org_id, selection, rendered=False):
+        assert isinstance(batch, list)
+        yield batch
+
+
+async def _export(
+    session: AsyncSession, org_id: uuid.UUID, selection: Selection, *, rendered: bool
+) -> AsyncIterator[list[dict[str, Any]] | _Rendered]:
+    """export_objects; with `rendered` on PostgreSQL, indicators come as JSON text built by the database."""
     repo = StixRepository(session, org_id)
     plan = await _plan(session, org_id, selection)
     creator_obj = render.identity(org_id, await repo.org_name())
@@ -149,6 +173,7 @@ async def export_objects(
     techniques: set[str] = set()
     technique_edges: list[tuple[str, str, str]] = []
     exported: dict[uuid.UUID, str] = {}
+    any_indicator = False
     id_stmt = None
     if plan.indicator_filter is not None or plan.indicator_ids:
         ind_repo = IndicatorRepository(session, org_id)
@@ -157,17 +182,45 @@ async def export_objects(
         else:
             stmt = ind_repo.filtered({"ids": list(plan.indicator_ids)}, utcnow())
         id_stmt = stmt.with_only_columns(Indicator.id)
-        async for batch in repo.stream_indicators(stmt):
-            out = []
-            for row in batch:
-                obj = render.indicator(row, creator)
-                out.append(obj)
-                tlps.add(row[5])
-                exported[row[0]] = obj["id"]
-                for tid in _json_list(row[8]):
-                    techniques.add(tid)
-                    technique_edges.append((obj["id"], tid, "indicates"))
-            yield out
+        with_ids = plan.relationships or plan.indicator_filter is None
+        if rendered and repo.postgres and not with_ids:
+            # The bulk case (an indicator filter): PostgreSQL renders and streams, we forward bytes.
+            async for copied in repo.copy_indicator_json(stmt, creator):
+                any_indicator = True
+                for ref, tids in copied.edges:
+                    for tid in _json_list(tids):
+                        techniques.add(tid)
+                        technique_edges.append((ref, tid, "indicates"))
+                # The TLP marking ids appear in the JSON exactly when an object carries them.
+                tlps.update(k for k, v in _TLP_BYTES.items() if k not in tlps and v in copied.data)
+                yield _Rendered(copied.data, copied.count)
+        elif rendered and repo.postgres:
+            # Every indicator's id is needed to resolve relationships and report refs.
+            async for batch in repo.stream_indicator_json(stmt, creator, with_ids):
+                columns = list(zip(*batch, strict=True))
+                tlps.update(columns[1])
+                for tids, ref in zip(columns[2], columns[3], strict=True):
+                    if tids is not None:
+                        for tid in _json_list(tids):
+                            techniques.add(tid)
+                            technique_edges.append((ref, tid, "indicates"))
+                if with_ids:
+                    exported.update(zip(columns[4], columns[3], strict=True))
+                any_indicator = any_indicator or bool(batch)
+                yield _Rendered(",".join(columns[0]).encode(), len(batch))
+        else:
+            async for batch in repo.stream_indicators(stmt):
+                out = []
+                for row in batch:
+                    obj = render.indicator(row, creator)
+                    out.append(obj)
+                    tlps.add(row[5])
+                    exported[row[0]] = obj["id"]
+                    for tid in _json_list(row[8]):
+                        techniques.add(tid)
+                        technique_edges.append((obj["id"], tid, "indicates"))
+                any_indicator = any_indicator or bool(batch)
+                yield out
     context_refs: dict[uuid.UUID, str] = {}
     rows_by_kind: dict[str, list[Any]] = {}
     for kind, ids in plan.context.items():
@@ -202,7 +255,9 @@ async def export_objects(
         for rel in await repo.relationships_among(all_refs):
             out.append(render.relationship(rel, all_refs[rel.source_id], all_refs[rel.target_id], creator))
     wanted: Any = id_stmt if plan.indicator_filter is not None and id_stmt is not None else list(exported)
-    sightings = await repo.sightings_of(wanted) if exported else []
+    sightings = await repo.sightings_of(wanted) if any_indicator else []
+    if sightings and not exported:
+        exported = await repo.indicator_refs({s.indicator_id for s in sightings})
     for s in sightings:
         if s.indicator_id in exported:
             out.append(render.sighting(s, exported[s.indicator_id], creator))
@@ -225,9 +280,12 @@ async def export_bundle(
     head = b'{"type":"bundle","id":"bundle--' + str(uuid.uuid4()).encode() + b'","objects":['
     writer = _Writer()
     first = True
-    async for batch in export_objects(session, org_id, selection):
-        for obj in batch:
-            writer.add(obj)
+    async for batch in _export(session, org_id, selection, rendered=True):
+        if isinstance(batch, _Rendered):
+            writer.add_rendered(batch)
+        else:
+            for obj in batch:
+                writer.add(obj)
         if writer.size >= FLUSH_BYTES:
             chunk = writer.take()
             yield (head + chunk) if first else chunk

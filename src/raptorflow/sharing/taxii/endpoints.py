@@ -331,12 +331,14 @@ async def _read_page(
     match: service.Match,
     limit: int | None,
     next_: str | None,
+    *,
+    rendered: bool = False,
 ) -> service.Page:
     row = await _collection(session, ctx, collection_id)
     if not row.can_read:
         raise Forbidden("This collection cannot be read.")
     reader = service.TaxiiReader(session, ctx.org.org_id, ctx.name)
-    return await reader.page(row, match, limit or service.MAX_PAGE, next_)
+    return await reader.page(row, match, limit or service.MAX_PAGE, next_, rendered=rendered)
 
 
 def _page_headers(page: service.Page) -> dict[str, str]:
@@ -372,7 +374,7 @@ async def taxii_objects(
 ) -> Response:
     """A page of the collection's objects in date-added order, with `more` and `next`."""
     match = service.parse_match(added_after, match_type, match_id, match_version, match_spec_version)
-    page = await _read_page(session, ctx, collection_id, match, limit, next)
+    page = await _read_page(session, ctx, collection_id, match, limit, next, rendered=True)
     return _taxii(_envelope(page), headers=_page_headers(page))
 
 

@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, delete, false, or_, select
+from sqlalchemy import ColumnElement, Select, and_, delete, false, literal, or_, select, tuple_
 
 from raptorflow.intel.common import TLP
 from raptorflow.intel.indicators.repository import IndicatorRepository
+from raptorflow.kit.db import dialect_name
 from raptorflow.kit.tenancy import TenantRepository
 from raptorflow.models import Indicator, Organization, StixObject, TaxiiCollection, TaxiiStatus
-from raptorflow.sharing.stix.repository import INDICATOR_COLUMNS
+from raptorflow.sharing.stix.repository import INDICATOR_COLUMNS, indicator_fragment
 
 MILLISECOND = timedelta(milliseconds=1)
 
@@ -91,6 +92,28 @@ class TaxiiRepository(TenantRepository):
             stmt = stmt.where(or_(*[ind.json_contains(Indicator.tags, t) for t in spec["tags"]]))
         return stmt
 
+    @property
+    def postgres(self) -> bool:
+        """True on PostgreSQL."""
+        return dialect_name(self.session) == "postgresql"
+
+    async def indicator_json_page(
+        self,
+        base: Select[Any],
+        creator: str,
+        after: tuple[datetime, uuid.UUID] | None,
+        added_after: datetime | None,
+        versions: list[datetime] | None,
+        ids: tuple[list[uuid.UUID], list[str]] | None,
+        limit: int,
+    ) -> list[tuple[datetime, uuid.UUID, str]]:
+        """(date added, id, STIX JSON rendered by PostgreSQL) of a collection page (see indicator_page)."""
+        stmt = self._page(base, after, added_after, versions, ids, limit).with_only_columns(
+            Indicator.updated_at, Indicator.id, indicator_fragment(creator)
+        )
+        conn = await self.session.connection()
+        return [(row[0], row[1], row[2]) for row in (await conn.execute(stmt)).all()]
+
     async def indicator_page(
         self,
         base: Select[Any],
@@ -101,8 +124,21 @@ class TaxiiRepository(TenantRepository):
         limit: int,
     ) -> Sequence[Any]:
         """INDICATOR_COLUMNS tuples of a collection in date-added (updated_at, id) order."""
-        stmt = base.with_only_columns(*INDICATOR_COLUMNS)
-        stmt = _window(stmt, Indicator.updated_at, Indicator.id, after, added_after)
+        stmt = self._page(base, after, added_after, versions, ids, limit)
+        # Core execution on the session's connection: plain tuples, no ORM row loading (hot path).
+        conn = await self.session.connection()
+        return (await conn.execute(stmt.with_only_columns(*INDICATOR_COLUMNS))).all()
+
+    def _page(
+        self,
+        base: Select[Any],
+        after: tuple[datetime, uuid.UUID] | None,
+        added_after: datetime | None,
+        versions: list[datetime] | None,
+        ids: tuple[list[uuid.UUID], list[str]] | None,
+        limit: int,
+    ) -> Select[Any]:
+        stmt = _window(base, Indicator.updated_at, Indicator.id, after, added_after)
         if versions is not None:
             # A STIX `modified` is rendered to the millisecond; updated_at keeps microseconds.
             windows = [
@@ -112,10 +148,8 @@ class TaxiiRepository(TenantRepository):
         if ids is not None:
             natives, stix_ids = ids
             stmt = stmt.where(or_(Indicator.id.in_(natives), Indicator.stix_id.in_(stix_ids)))
-        stmt = stmt.order_by(Indicator.updated_at, Indicator.id).limit(limit)
-        # Core execution on the session's connection: plain tuples, no ORM row loading (hot path).
-        conn = await self.session.connection()
-        return (await conn.execute(stmt)).all()
+        ordered: Select[Any] = stmt.order_by(Indicator.updated_at, Indicator.id).limit(limit)
+        return ordered
 
     async def stored_page(
         self,
@@ -154,6 +188,10 @@ def _window(
     if added_after is not None:
         stmt = stmt.where(added > added_after)
     if after is not None:
-        condition: ColumnElement[bool] = or_(added > after[0], and_(added == after[0], key > after[1]))
+        # A row comparison, not `a > x OR (a = x AND k > y)`: PostgreSQL starts the index scan at the
+        # cursor instead of reading and filtering every earlier entry (page 500 of a collection too).
+        condition: ColumnElement[bool] = tuple_(added, key) > tuple_(
+            literal(after[0], added.type), literal(after[1], key.type)
+        )
         stmt = stmt.where(condition)
     return stmt

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raptorflow.audit import service as audit
@@ -167,7 +168,7 @@ class Match:
 class Page:
     """A page of a collection: the objects with their date added, and where to go on."""
 
-    objects: list[dict[str, Any]]
+    objects: list[Any]  # dicts, or orjson.Fragment when asked `rendered`
     added: list[datetime]
     more: bool
     next: str | None
@@ -222,15 +223,27 @@ class TaxiiReader:
         self.repo = TaxiiRepository(session, org_id)
         self.creator = render.identity(org_id, org_name)["id"]
 
-    async def page(self, collection: TaxiiCollection, match: Match, limit: int, cursor: str | None) -> Page:
-        """Objects of the collection after the cursor, oldest addition first (indicators and stored)."""
+    async def page(
+        self,
+        collection: TaxiiCollection,
+        match: Match,
+        limit: int,
+        cursor: str | None,
+        *,
+        rendered: bool = False,
+    ) -> Page:
+        """Objects of the collection after the cursor, oldest addition first (indicators and stored).
+
+        With `rendered` on PostgreSQL, indicators come as orjson.Fragment (JSON the database built) for
+        a response body, not as dicts.
+        """
         limit = max(1, min(limit, MAX_PAGE))
         after = _decode(cursor)
         if match.spec_versions is not None and "2.1" not in match.spec_versions:
             return Page([], [], False, None)
         versions = _version_filter(match.versions)
         types = match.types
-        items: list[tuple[datetime, uuid.UUID, dict[str, Any]]] = []
+        items: list[tuple[datetime, uuid.UUID, Any]] = []
         if types is None or "indicator" in types:
             ids = None
             if match.ids is not None:
@@ -238,10 +251,17 @@ class TaxiiReader:
                     n for n in (render.native_uuid(i) for i in match.ids if i.startswith("indicator--")) if n
                 ]
                 ids = (natives, [i for i in match.ids if i.startswith("indicator--")])
-            rows = await self.repo.indicator_page(
-                self.repo.indicators(collection.filter), after, match.added_after, versions, ids, limit + 1
-            )
-            items += [(row[13], row[0], render.indicator(row, self.creator)) for row in rows]
+            base = self.repo.indicators(collection.filter)
+            if rendered and self.repo.postgres:
+                rendered_rows = await self.repo.indicator_json_page(
+                    base, self.creator, after, match.added_after, versions, ids, limit + 1
+                )
+                items += [(added, native, orjson.Fragment(data)) for added, native, data in rendered_rows]
+            else:
+                rows = await self.repo.indicator_page(
+                    base, after, match.added_after, versions, ids, limit + 1
+                )
+                items += [(row[13], row[0], render.indicator(row, self.creator)) for row in rows]
         stored = await self.repo.stored_page(
             collection.id, types, after, match.added_after, versions, match.ids, limit + 1
         )
