@@ -8,43 +8,24 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
-import uvicorn
 from pydantic import ValidationError
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from raptorflow import __version__
-from raptorflow.accounts.schemas import OrganizationCreate
-from raptorflow.accounts.service import OrganizationService
-from raptorflow.audit import service as audit
-from raptorflow.audit.service import AuditContext
-from raptorflow.auth.principal import Principal
-from raptorflow.auth.repository import IdentityRepository
-from raptorflow.auth.service import AuthService, normalize_email
-from raptorflow.auth.tokens import TokenIssuer, rotate_keys
-from raptorflow.billing import ledger as billing_ledger
-from raptorflow.billing import operations as billing_ops
-from raptorflow.billing import plans as billing_plans
-from raptorflow.billing import repository as billing_sql
-from raptorflow.billing.mode import BillingConfig
 from raptorflow.config import Registration, Settings, SettingsError, load_settings
-from raptorflow.console.setup import issue_setup_token
-from raptorflow.intel.attack import loader as attack_loader
-from raptorflow.intel.attack import service as attack_service
-from raptorflow.jobs import worker as job_worker
-from raptorflow.kit import backup as platform_backup
 from raptorflow.kit import migrations
 from raptorflow.kit.db import create_engine, session_factory, utcnow
 from raptorflow.kit.errors import RaptorFlowError
 from raptorflow.kit.logging import configure_logging, get_logger
-from raptorflow.kit.ratelimit import Limiter, make_storage
-from raptorflow.sharing.exports import service as export_service
-from raptorflow.sharing.imports import schemas as import_schemas
-from raptorflow.sharing.imports import service as import_service
 
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+# Command modules import what they need when they run: `raptorflow version` or `migrate` should not
+# pay for Celery, Razorpay, STIX and the whole service layer (seconds per process, in every script
+# and in the tests that run the CLI as a subprocess).
 app = typer.Typer(help="RaptorFlow threat-intelligence platform.", no_args_is_help=True, add_completion=False)
 
 
@@ -101,6 +82,10 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
 ) -> None:
     """Serve the API, TAXII and console (applies migrations itself on SQLite)."""
+    import uvicorn
+
+    from raptorflow.console.setup import issue_setup_token
+
     settings = settings_or_exit()
     configure_logging(fmt=settings.effective_log_format.value, level=settings.log_level)
     prepare_database(settings)
@@ -154,8 +139,14 @@ app.add_typer(plan_app, name="plan")
 app.add_typer(billing_app, name="billing")
 app.add_typer(ledger_app, name="ledger")
 
-CLI_CONTEXT = AuditContext(user_agent="raptorflow-cli")
 T = TypeVar("T")
+
+
+def _cli_context() -> Any:
+    """The audit context of commands run by an operator."""
+    from raptorflow.audit.service import AuditContext
+
+    return AuditContext(user_agent="raptorflow-cli")
 
 
 def in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -190,6 +181,10 @@ def user_create(
     ] = False,
 ) -> None:
     """Create a built-in account (prompts for the password unless --password-stdin)."""
+    from raptorflow.auth.service import AuthService
+    from raptorflow.auth.tokens import TokenIssuer
+    from raptorflow.kit.ratelimit import Limiter, make_storage
+
     settings = settings_or_exit()
     prepare_database(settings)
     if password_stdin:
@@ -208,7 +203,7 @@ def user_create(
             secret_key=settings.secret_key,
         )
         service = AuthService(session, operator_settings, issuer, Limiter(make_storage(None)))
-        user = await service.register(email, password, name, CLI_CONTEXT)
+        user = await service.register(email, password, name, _cli_context())
         return str(user.id)
 
     typer.echo(in_transaction(settings, work))
@@ -221,6 +216,12 @@ def org_create(
     owner: Annotated[str, typer.Option(help="Email of the existing user who will own it.")],
 ) -> None:
     """Create an organization owned by an existing user."""
+    from raptorflow.accounts.schemas import OrganizationCreate
+    from raptorflow.accounts.service import OrganizationService
+    from raptorflow.auth.principal import Principal
+    from raptorflow.auth.repository import IdentityRepository
+    from raptorflow.auth.service import normalize_email
+
     settings = settings_or_exit()
     prepare_database(settings)
     try:
@@ -242,6 +243,8 @@ def org_create(
 @keys_app.command("rotate")
 def keys_rotate() -> None:
     """Add a new token-signing key; older keys keep verifying until their tokens expire."""
+    from raptorflow.auth.tokens import rotate_keys
+
     settings = settings_or_exit()
     prepare_database(settings)
 
@@ -254,6 +257,8 @@ def keys_rotate() -> None:
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Recompute every organization's audit hash chain; exit 1 on the first break."""
+    from raptorflow.audit import service as audit
+
     settings = settings_or_exit()
     prepare_database(settings)
     reports = in_transaction(settings, audit.verify_all)
@@ -277,6 +282,9 @@ def attack_sync(
     ] = None,
 ) -> None:
     """Load or refresh the ATT&CK catalog from a STIX 2.0/2.1 bundle (idempotent)."""
+    from raptorflow.intel.attack import loader as attack_loader
+    from raptorflow.intel.attack import service as attack_service
+
     if (file is None) == (url is None):
         fail("pass exactly one of --file PATH or --url URL (e.g. --file enterprise-attack.json.gz)")
     settings = settings_or_exit()
@@ -311,6 +319,8 @@ def _limit(value: str | None) -> int | None:
 @plan_app.command("list")
 def plan_list() -> None:
     """Print every plan with its price and limits."""
+    from raptorflow.billing import repository as billing_sql
+
     settings = settings_or_exit()
     prepare_database(settings)
 
@@ -341,6 +351,8 @@ def plan_set(
     rank: Annotated[int | None, typer.Option(help="order of plans, cheapest first")] = None,
 ) -> None:
     """Create or change a plan; only the options given change."""
+    from raptorflow.billing import plans as billing_plans
+
     settings = settings_or_exit()
     prepare_database(settings)
     changes: dict[str, object] = {}
@@ -374,6 +386,9 @@ def billing_reconcile(
     days: Annotated[int, typer.Option(min=1, max=90, help="look back this many days")] = 3,
 ) -> None:
     """Fetch recent orders and payments from Razorpay and apply what webhooks missed."""
+    from raptorflow.billing import operations as billing_ops
+    from raptorflow.billing.mode import BillingConfig
+
     settings = settings_or_exit()
     prepare_database(settings)
     config = BillingConfig.from_settings(settings)
@@ -389,6 +404,9 @@ def billing_reconcile(
 @billing_app.command("renew")
 def billing_renew() -> None:
     """Renew or downgrade every subscription whose period or grace has ended (the hourly job, now)."""
+    from raptorflow.billing import operations as billing_ops
+    from raptorflow.billing.mode import BillingConfig
+
     settings = settings_or_exit()
     prepare_database(settings)
     config = BillingConfig.from_settings(settings)
@@ -408,6 +426,9 @@ def billing_trial(
     days: Annotated[int, typer.Option(min=1, max=90)] = 14,
 ) -> None:
     """Put a Free organization on a plan's trial (trialing; unpaid at its end → past_due, then Free)."""
+    from raptorflow.billing import operations as billing_ops
+    from raptorflow.billing.mode import BillingConfig
+
     settings = settings_or_exit()
     prepare_database(settings)
     config = BillingConfig.from_settings(settings)
@@ -418,7 +439,7 @@ def billing_trial(
 
     async def work(session: AsyncSession) -> str:
         billing_ops.use_config(session, config)
-        sub = await billing_ops.BillingService(session, org_id, CLI_CONTEXT).start_trial(plan, days)
+        sub = await billing_ops.BillingService(session, org_id, _cli_context()).start_trial(plan, days)
         assert sub.current_period_end is not None
         return f"{org_id} trialing {plan} until {sub.current_period_end.isoformat()}"
 
@@ -428,6 +449,8 @@ def billing_trial(
 @ledger_app.command("check")
 def ledger_check() -> None:
     """Verify every ledger invariant over the whole ledger; exit 1 on any violation."""
+    from raptorflow.billing import ledger as billing_ledger
+
     settings = settings_or_exit()
     prepare_database(settings)
     problems = in_transaction(settings, billing_ledger.check)
@@ -445,6 +468,8 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "WARNING",
 ) -> None:
     """Run a Celery worker for background jobs (needs RAPTORFLOW_BROKER_URL)."""
+    from raptorflow.jobs import worker as job_worker
+
     settings = settings_or_exit()
     if not settings.broker_url:
         fail("RAPTORFLOW_BROKER_URL is not set; without a broker jobs run inside `raptorflow serve`")
@@ -473,6 +498,8 @@ def backup(
     target: Annotated[Path, typer.Argument(help="File to write (SQLite copy, or pg_dump custom format).")],
 ) -> None:
     """Back up the database while it serves (SQLite online backup; pg_dump for PostgreSQL)."""
+    from raptorflow.kit import backup as platform_backup
+
     settings = settings_or_exit()
     try:
         written = platform_backup.backup(settings.database_url, target)
@@ -487,6 +514,8 @@ def restore(
     yes: Annotated[bool, typer.Option("--yes", help="Confirm overwriting the configured database.")] = False,
 ) -> None:
     """Restore a backup into the configured database (use a fresh database; then `raptorflow migrate`)."""
+    from raptorflow.kit import backup as platform_backup
+
     if not yes:
         fail("restore overwrites the configured database; run again with --yes to confirm")
     settings = settings_or_exit()
@@ -515,6 +544,11 @@ def import_command(
     source: Annotated[str | None, typer.Option("--source")] = None,
 ) -> None:
     """Import indicators into an org with a progress bar (set-based; COPY + merge on PostgreSQL)."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from raptorflow.sharing.imports import schemas as import_schemas
+    from raptorflow.sharing.imports import service as import_service
+
     if fmt is not None and fmt not in import_schemas.FORMATS:
         fail(f"--format must be one of {', '.join(import_schemas.FORMATS)}")
     try:
@@ -577,6 +611,9 @@ def export_command(
     tlp: Annotated[str | None, typer.Option("--tlp")] = None,
 ) -> None:
     """Export an org's indicators (same formats and filters as GET /api/v1/exports/indicators.*), streamed."""
+    from raptorflow.sharing.exports import service as export_service
+    from raptorflow.sharing.imports import service as import_service
+
     if fmt not in export_service.FORMATS:
         fail(f"--format must be one of {', '.join(export_service.FORMATS)}")
     settings = settings_or_exit()

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.conftest import PASSWORD, sign_in
 
@@ -26,6 +27,10 @@ def _run(args: list[str], database_url: str, stdin: str | None = None) -> subpro
 
 async def test_operator_bootstraps_an_install(client: httpx.AsyncClient, app: Any) -> None:
     url = app.state.settings.database_url
+    if url.startswith("sqlite"):
+        # Seven processes per backend; the commands run the same services on both (tested through the
+        # API on SQLite), and the embedded default's CLI is covered by tests/system/test_cli.py.
+        pytest.skip("the operator commands run as processes on the PostgreSQL leg")
     made = _run(
         ["user", "create", "--email", "Root@Example.com", "--name", "Root", "--password-stdin"],
         url,

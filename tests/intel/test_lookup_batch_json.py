@@ -20,6 +20,8 @@ from tests.conftest import create_org, sign_up
 async def test_batch_answers_equal_single_answers(
     client: httpx.AsyncClient, app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if app.state.settings.is_sqlite:
+        pytest.skip("SQLite answers batches in Python, as single values: nothing to compare")
     # Chunks of 3 keys: a batch of 10 goes to PostgreSQL as four statements in flight at once.
     monkeypatch.setattr(lookup_service, "RENDER_CHUNK", 3)
     owner = await sign_up(client, "batch-json@example.com")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.provisional import domains, urls
 
@@ -582,6 +582,9 @@ def test_normalization_is_idempotent(value: str) -> None:
 @given(indicator_like)
 def test_generated_indicators_are_accepted(value: str) -> None:
     # Strategies make RFC-valid values; hypothesis' domains() can reach 255 characters, DNS stops at 253.
+    # Values that refanging changes are out of scope here: an RFC-valid e-mail such as "`@a.be" starts
+    # with a quote character, which refanging strips from pasted values on purpose.
+    assume(refang(value) == value)
     if len(value.rstrip(".")) <= 253 and len(value) <= 2048:
         normalize(value)
 
