@@ -38,7 +38,7 @@ from run import ADMIN_DSN, PY, indicator_values
 from raptorflow.config import Settings
 from raptorflow.intel.indicators.normalize import normalize
 from raptorflow.kit.db import create_engine, session_factory
-from raptorflow.sharing.imports import service as import_service
+from raptorflow.sharing.imports import operator as import_operator
 from raptorflow.sharing.imports.schemas import ImportOptions
 from raptorflow.sharing.stix.patterns import build
 
@@ -137,7 +137,7 @@ async def import_path(url: str, path: Path, fmt: str) -> dict[str, Any]:
     engine = create_engine(url, role=settings.database_app_role or None)
     try:
         factory = session_factory(engine)
-        out = await import_service.import_file(
+        out = await import_operator.import_file(
             factory, settings, "bench", path, fmt, ImportOptions(tags=["bench"]), None, lambda *_: None
         )
     finally:

@@ -546,8 +546,8 @@ def import_command(
     """Import indicators into an org with a progress bar (set-based; COPY + merge on PostgreSQL)."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from raptorflow.sharing.imports import operator as import_operator
     from raptorflow.sharing.imports import schemas as import_schemas
-    from raptorflow.sharing.imports import service as import_service
 
     if fmt is not None and fmt not in import_schemas.FORMATS:
         fail(f"--format must be one of {', '.join(import_schemas.FORMATS)}")
@@ -577,7 +577,7 @@ def import_command(
                     )
                     bar.update(task_id, completed=done, total=total or None, counts=line)
 
-                return await import_service.import_file(
+                return await import_operator.import_file(
                     session_factory(engine), settings, org, file, fmt, options, project, progress
                 )
         finally:
@@ -612,7 +612,7 @@ def export_command(
 ) -> None:
     """Export an org's indicators (same formats and filters as GET /api/v1/exports/indicators.*), streamed."""
     from raptorflow.sharing.exports import service as export_service
-    from raptorflow.sharing.imports import service as import_service
+    from raptorflow.sharing.imports import operator as import_operator
 
     if fmt not in export_service.FORMATS:
         fail(f"--format must be one of {', '.join(export_service.FORMATS)}")
@@ -624,9 +624,9 @@ def export_command(
         factory = session_factory(engine)
         try:
             async with factory() as session:
-                org_id = await import_service.org_by_slug(session, org)
+                org_id = await import_operator.org_by_slug(session, org)
                 project_id = (
-                    await import_service.project_by_ref(session, org_id, project) if project else None
+                    await import_operator.project_by_ref(session, org_id, project) if project else None
                 )
                 name = await export_service.org_name(session, org_id)
             filters = {
