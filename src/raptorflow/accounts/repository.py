@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import Table, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raptorflow.kit.tenancy import TenantRepository, cross_tenant
-from raptorflow.models import ApiKey, Invitation, Membership, Organization, User, Workspace
+from raptorflow.models import ApiKey, Base, Invitation, Membership, Organization, User, Workspace
 
 
 class OrganizationRepository:
@@ -255,3 +255,33 @@ def page_after(cursor: dict[str, Any] | None) -> uuid.UUID | None:
         return uuid.UUID(str(cursor["after"]))
     except ValueError:
         return None
+
+
+class PurgeRepository:
+    """The deletes of a retired organization's purge (the org is unreachable: no tenant scope to bind)."""
+
+    def __init__(self, session: AsyncSession, org_id: uuid.UUID) -> None:
+        self.session = session
+        self.org_id = org_id
+
+    async def retired_at(self) -> datetime | None:
+        """When the org was retired by a deletion (None: live, or already gone)."""
+        found: datetime | None = await self.session.scalar(
+            select(Organization.deleted_at).where(Organization.id == self.org_id)
+        )
+        return found
+
+    async def delete_batch(self, table_name: str, limit: int) -> int:
+        """Delete up to `limit` of the org's rows of one table; how many went."""
+        table: Table = Base.metadata.tables[table_name]
+        batch = select(table.c.id).where(table.c.org_id == self.org_id).limit(limit).scalar_subquery()
+        result = await self.session.execute(
+            delete(table).where(table.c.org_id == self.org_id, table.c.id.in_(batch))
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def delete_org(self) -> None:
+        """The org row itself (only a retired one); its small tables cascade."""
+        await self.session.execute(
+            delete(Organization).where(Organization.id == self.org_id, Organization.deleted_at.is_not(None))
+        )

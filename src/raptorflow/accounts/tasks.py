@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, delete, select
-
+from raptorflow.accounts.repository import PurgeRepository
 from raptorflow.accounts.service import PURGE_ORG_TASK
 from raptorflow.kit.jobs import JobContext, task
 from raptorflow.kit.logging import get_logger
-from raptorflow.models import Base, Organization
 
 log = get_logger("raptorflow.accounts")
 PURGE_BATCH = 5000
@@ -48,29 +46,22 @@ async def purge_org(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
     assert ctx.org_id is not None, "a purge belongs to the org it deletes"
     org_id = ctx.org_id
     async with ctx.transaction() as session:
-        retired = await session.scalar(select(Organization.deleted_at).where(Organization.id == org_id))
+        retired = await PurgeRepository(session, org_id).retired_at()
     if retired is None:
         # A live org (or one already gone): never purge what was not retired by a deletion.
         return {"purged": False, "reason": "the organization is not being deleted"}
     deleted: dict[str, int] = {}
     for name in PURGE_ORDER:
-        table: Table = Base.metadata.tables[name]
         deleted[name] = 0
         while True:
-            batch = select(table.c.id).where(table.c.org_id == org_id).limit(PURGE_BATCH).scalar_subquery()
             async with ctx.transaction() as session:
-                result = await session.execute(
-                    delete(table).where(table.c.org_id == org_id, table.c.id.in_(batch))
-                )
-            count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+                count = await PurgeRepository(session, org_id).delete_batch(name, PURGE_BATCH)
             deleted[name] += count
             await ctx.progress(sum(deleted.values()), None, **{k: v for k, v in deleted.items() if v})
             if count < PURGE_BATCH:
                 break
     async with ctx.transaction() as session:
-        await session.execute(
-            delete(Organization).where(Organization.id == org_id, Organization.deleted_at.is_not(None))
-        )
+        await PurgeRepository(session, org_id).delete_org()
     counts = {k: v for k, v in deleted.items() if v}
     log.info("org.purged", org_id=str(org_id), job_id=str(ctx.job_id), **counts)
     return {"purged": True, "deleted": counts}

@@ -21,16 +21,18 @@ from sqlalchemy import (
     func,
     insert,
     literal_column,
+    or_,
     select,
     text,
     tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from raptorflow.kit.db import dialect_name
 from raptorflow.kit.tenancy import SelectT, TenantRepository
-from raptorflow.models import AttackObject, Indicator, IndicatorHistory, Organization, Project, Workspace
+from raptorflow.models import AttackObject, Indicator, IndicatorHistory, Job, Organization, Project, Workspace
 
 _UNNEST_COLUMNS = {
     "id": "uuid",
@@ -347,3 +349,85 @@ class IndicatorRepository(TenantRepository):
         ]
         out["total"] = sum(out["by_type"].values())
         return out
+
+
+def _expiry_due(now: datetime) -> tuple[Any, ...]:
+    """Indicators past valid_until whose expiry is not recorded (index ix_indicators_expiry_due)."""
+    return (Indicator.expired_at.is_(None), Indicator.valid_until.is_not(None), Indicator.valid_until <= now)
+
+
+def _first_of_org(order: Any, *conditions: Any) -> Any:
+    """True when the org of the outer query has an indicator matching `conditions`.
+
+    The first entry of an index range (ORDER BY the indexed column, LIMIT 1): EXISTS alone let the
+    planner pick a sequential scan of a million-row org (measured).
+    """
+    first = (
+        select(Indicator.id)
+        .where(Indicator.org_id == Organization.id, *conditions)
+        .order_by(order)
+        .limit(1)
+        .correlate(Organization)
+        .scalar_subquery()
+    )
+    return first.is_not(None)
+
+
+class MaintenanceRepository:
+    """Expiry bookkeeping of indicators (`expired_at`): which orgs have some to do, and doing it."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def orgs_due(self, now: datetime, task_kind: str) -> list[uuid.UUID]:
+        """Live orgs with expiries to record or to undo and no `task_kind` job queued or running
+        (cross-tenant: run inside `cross_tenant`)."""
+        pending = select(Job.org_id).where(Job.status.in_(("queued", "running")), Job.kind == task_kind)
+        due = _first_of_org(Indicator.valid_until.asc(), *_expiry_due(now))
+        extended = _first_of_org(
+            Indicator.valid_until.desc(), Indicator.expired_at.is_not(None), Indicator.valid_until > now
+        )
+        cleared = _first_of_org(
+            Indicator.valid_until.asc(), Indicator.expired_at.is_not(None), Indicator.valid_until.is_(None)
+        )
+        rows = await self.session.scalars(
+            select(Organization.id).where(
+                Organization.deleted_at.is_(None),
+                Organization.id.not_in(pending),
+                or_(due, extended, cleared),
+            )
+        )
+        return list(rows.all())
+
+    async def record_expired(self, org_id: uuid.UUID, now: datetime, limit: int) -> Sequence[Any]:
+        """Mark up to `limit` newly expired indicators of the org; their (id, type, value, score,
+        valid_until). The state predicate is repeated on the row: a concurrent run records nothing twice."""
+        batch = (
+            select(Indicator.id)
+            .where(Indicator.org_id == org_id, *_expiry_due(now))
+            .order_by(Indicator.valid_until)
+            .limit(limit)
+            .scalar_subquery()
+        )
+        result = await self.session.execute(
+            update(Indicator)
+            .where(Indicator.org_id == org_id, Indicator.id.in_(batch), *_expiry_due(now))
+            .values(expired_at=Indicator.valid_until)
+            .returning(Indicator.id, Indicator.type, Indicator.value, Indicator.score, Indicator.valid_until)
+            .execution_options(synchronize_session=False)
+        )
+        return result.all()
+
+    async def clear_extended(self, org_id: uuid.UUID, now: datetime) -> int:
+        """Un-record expiries whose validity was extended or cleared (ix_indicators_expired); how many."""
+        result = await self.session.execute(
+            update(Indicator)
+            .where(
+                Indicator.org_id == org_id,
+                Indicator.expired_at.is_not(None),
+                or_(Indicator.valid_until.is_(None), Indicator.valid_until > now),
+            )
+            .values(expired_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]

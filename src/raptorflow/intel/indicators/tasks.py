@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import or_, select, update
-
+from raptorflow.intel.indicators.repository import MaintenanceRepository
 from raptorflow.jobs.service import enqueue
 from raptorflow.kit.db import utcnow
 from raptorflow.kit.jobs import JobContext, task
 from raptorflow.kit.tenancy import cross_tenant
-from raptorflow.models import Indicator, Job, Organization
 from raptorflow.webhooks.service import emit_many
 
 SCHEDULE_TASK = "intel.maintenance"
@@ -25,56 +23,12 @@ EXPIRED_EVENT = "indicator.expired"
 EXPIRY_BATCH = 5000
 
 
-def _due(now: Any) -> Any:
-    """Indicators past valid_until whose expiry is not recorded (index ix_indicators_expiry_due)."""
-    return (Indicator.expired_at.is_(None), Indicator.valid_until.is_not(None), Indicator.valid_until <= now)
-
-
-def _extended(now: Any) -> Any:
-    """Indicators recorded as expired whose validity was extended or cleared (ix_indicators_expired)."""
-    return (
-        Indicator.expired_at.is_not(None),
-        or_(Indicator.valid_until.is_(None), Indicator.valid_until > now),
-    )
-
-
-def _probe(order: Any, *conditions: Any) -> Any:
-    """True when the org of the outer query has an indicator matching `conditions`."""
-    first = (
-        select(Indicator.id)
-        .where(Indicator.org_id == Organization.id, *conditions)
-        .order_by(order)
-        .limit(1)
-        .correlate(Organization)
-        .scalar_subquery()
-    )
-    return first.is_not(None)
-
-
 @task(SCHEDULE_TASK, periodic_s=3600)
 async def schedule_maintenance(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Queue one `intel.maintain` job per org that has expiries to record or to undo (none pending)."""
     now = utcnow()
     async with ctx.transaction() as session, cross_tenant(session):
-        pending = select(Job.org_id).where(Job.status.in_(("queued", "running")), Job.kind == MAINTAIN_TASK)
-        # Each probe is the first entry of an index range (ORDER BY the indexed column, LIMIT 1):
-        # EXISTS alone let the planner pick a sequential scan of a million-row org (measured).
-        due = _probe(Indicator.valid_until.asc(), *_due(now))
-        extended = _probe(
-            Indicator.valid_until.desc(), Indicator.expired_at.is_not(None), Indicator.valid_until > now
-        )
-        cleared = _probe(
-            Indicator.valid_until.asc(), Indicator.expired_at.is_not(None), Indicator.valid_until.is_(None)
-        )
-        org_ids = (
-            await session.scalars(
-                select(Organization.id).where(
-                    Organization.deleted_at.is_(None),
-                    Organization.id.not_in(pending),
-                    or_(due, extended, cleared),
-                )
-            )
-        ).all()
+        org_ids = await MaintenanceRepository(session).orgs_due(now, MAINTAIN_TASK)
         for org_id in org_ids:
             await enqueue(session, org_id, MAINTAIN_TASK, {})
     return {"queued": len(org_ids)}
@@ -87,31 +41,9 @@ async def maintain(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
     org_id = ctx.org_id
     now = utcnow()
     async with ctx.transaction() as session:
-        batch = (
-            select(Indicator.id)
-            .where(Indicator.org_id == org_id, *_due(now))
-            .order_by(Indicator.valid_until)
-            .limit(EXPIRY_BATCH)
-            .scalar_subquery()
-        )
-        # The state predicate is repeated on the row itself: a concurrent run records nothing twice.
-        expired = (
-            await session.execute(
-                update(Indicator)
-                .where(Indicator.org_id == org_id, Indicator.id.in_(batch), *_due(now))
-                .values(expired_at=Indicator.valid_until)
-                .returning(
-                    Indicator.id, Indicator.type, Indicator.value, Indicator.score, Indicator.valid_until
-                )
-                .execution_options(synchronize_session=False)
-            )
-        ).all()
-        extended = await session.execute(
-            update(Indicator)
-            .where(Indicator.org_id == org_id, *_extended(now))
-            .values(expired_at=None)
-            .execution_options(synchronize_session=False)
-        )
+        repository = MaintenanceRepository(session)
+        expired = await repository.record_expired(org_id, now, EXPIRY_BATCH)
+        unexpired = await repository.clear_extended(org_id, now)
         events = await emit_many(
             session,
             org_id,
@@ -132,7 +64,7 @@ async def maintain(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
             await enqueue(session, org_id, MAINTAIN_TASK, {})
     return {
         "expired": len(expired),
-        "unexpired": int(extended.rowcount or 0),  # type: ignore[attr-defined]
+        "unexpired": unexpired,
         "events": events,
         "more": more,
     }
