@@ -35,8 +35,14 @@ fmt: $(VENV)/.installed-dev
 	$(BIN)/ruff format src tests migrations bench
 	$(BIN)/ruff check --fix src tests migrations bench
 
+# Two pytest processes side by side (2 cores; each mostly waits on one): the API fuzzer, and the rest.
+# Each has its own databases; the fuzzer uses no Redis. Both outputs are shown; either failing fails.
 test: lint browser
-	$(BIN)/pytest $(PYTEST_ARGS)
+	@$(BIN)/pytest tests/test_fuzz.py -p no:cacheprovider $(PYTEST_ARGS) > .fuzz-test.log 2>&1 & fuzz=$$!; \
+	$(BIN)/pytest --ignore=tests/test_fuzz.py $(PYTEST_ARGS); rest=$$?; \
+	wait $$fuzz; fuzzed=$$?; echo "--- tests/test_fuzz.py (run alongside) ---"; \
+	if [ $$fuzzed -ne 0 ]; then cat .fuzz-test.log; else tail -n 12 .fuzz-test.log; fi; \
+	test $$rest -eq 0 -a $$fuzzed -eq 0
 
 # Debian's Chromium for the console's browser tests (Playwright drives it; never `playwright install`).
 browser:

@@ -87,7 +87,16 @@ async def database_url(
     name = await create_pg_database()
     url = pg_url_for(name)
     try:
-        await asyncio.to_thread(migrations.upgrade, url)
+        # `make test` runs two pytest processes at once: the migrations create cluster-wide objects
+        # (the app role), so one process migrates at a time.
+        admin = create_async_engine(ADMIN_PG_URL, isolation_level="AUTOCOMMIT")
+        async with admin.connect() as lock:
+            await lock.execute(text("SELECT pg_advisory_lock(7270001)"))
+            try:
+                await asyncio.to_thread(migrations.upgrade, url)
+            finally:
+                await lock.execute(text("SELECT pg_advisory_unlock(7270001)"))
+        await admin.dispose()
         yield url
     finally:
         await drop_pg_database(name)
