@@ -188,6 +188,28 @@ async def test_search_substring(client: httpx.AsyncClient, analyst: tuple[Actor,
     assert len((await client.get(f"{IND}/search", params={"q": "ex"}, headers=h)).json()["items"]) == 2
 
 
+async def test_search_finds_hashes_by_prefix(client: httpx.AsyncClient, analyst: tuple[Actor, str]) -> None:
+    """A pasted hash prefix (any case) finds the hash; its tags and description stay searchable; a
+    domain containing the same hex is found beside it."""
+    actor, org = analyst
+    h = actor.in_org(org)
+    sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+    await _create(client, actor, org, value=sha, tags=["Emotet-Loader"], description="dropped by macro")
+    await _create(client, actor, org, value="d41d8cd98f00b204e9800998ecf8427e")
+    await _create(client, actor, org, value="9f86d0.example.net")
+
+    async def found(q: str) -> list[str]:
+        page = await client.get(f"{IND}/search", params={"q": q}, headers=h)
+        assert page.status_code == 200, page.text
+        return sorted(i["value"] for i in page.json()["items"])
+
+    assert await found("9F86D081884C") == [sha]
+    assert await found("9f86d0") == sorted([sha, "9f86d0.example.net"])
+    assert await found("d41d8cd98f00b204e9800998ecf8427e") == ["d41d8cd98f00b204e9800998ecf8427e"]
+    assert await found("emotet") == [sha]
+    assert await found("macro") == [sha]
+
+
 async def test_update_history_archive_false_positive(
     client: httpx.AsyncClient, analyst: tuple[Actor, str]
 ) -> None:

@@ -16,6 +16,7 @@ from raptorflow.intel.indicators.normalize import (
     Normalized,
     detect,
     normalize,
+    normalize_full,
     normalize_many,
     refang,
 )
@@ -619,3 +620,53 @@ def test_arbitrary_text_is_either_normalized_idempotently_or_rejected(value: str
     assert normalize(n.value, n.type) == n
     if given is None:
         assert normalize(n.value) == n
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The shortcut for values already in normal form gives exactly the full path's answers (or errors).
+
+
+def _outcome(value: str, kind: str | None) -> object:
+    try:
+        return normalize(value, kind)
+    except InvalidIndicator as exc:
+        return ("error", exc.reason, exc.type)
+
+
+def _full_outcome(value: str, kind: str | None) -> object:
+    try:
+        return normalize_full(value, kind)
+    except InvalidIndicator as exc:
+        return ("error", exc.reason, exc.type)
+
+
+_NEAR_CANONICAL = [
+    "1.2.3.4", "255.255.255.255", "256.1.1.1", "01.2.3.4", "1.2.3", "0.0.0.0", "1.2.3.4.5",
+    "as123.45", "as15169", "example.com", "a.b", "x_y.example.com", "example.c_m", "example.123",
+    "1.example", "-bad-.example.com", "xn--bcher-kva.example", "cve-2021-44228.example.com",
+    "d41d8cd98f00b204e9800998ecf8427e", "D41D8CD98F00B204E9800998ECF8427E", "d41d8cd98f00b204e9800998ecf8427",
+    "da39a3ee5e6b4b0d3255bfef95601890afd80709", "g41d8cd98f00b204e9800998ecf8427e",
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "a" * 64 + ".com",
+    "hklm.example.com", "1boatslcvpakabq5rgv8eky7rn5ey2ea2q.com", "bc1.example.org",
+    ("a" * 63 + ".") * 3 + "com", ("a" * 63 + ".") * 4 + "com",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", [None, "ip", "ipv4", "domain", "md5", "sha1", "sha256", "sha512", "url"])
+def test_shortcut_matches_full_path_on_edge_cases(kind: str | None) -> None:
+    for value in _NEAR_CANONICAL:
+        assert _outcome(value, kind) == _full_outcome(value, kind), (value, kind)
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    value=st.one_of(
+        st.text(alphabet="0123456789.", min_size=1, max_size=20),
+        st.text(alphabet="abcdefABCDEF0123456789", min_size=30, max_size=130),
+        st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789._-", min_size=1, max_size=80),
+        domains(),
+    ),
+    kind=st.sampled_from([None, "ip", "ipv4", "domain", "md5", "sha256", "asn"]),
+)
+def test_shortcut_matches_full_path(value: str, kind: str | None) -> None:
+    assert _outcome(value, kind) == _full_outcome(value, kind)

@@ -44,6 +44,19 @@ def new_id() -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
+def new_ids(n: int) -> list[uuid.UUID]:
+    """`n` time-ordered UUIDs as `new_id` makes them, with one read of the random source for all."""
+    ms = (time.time_ns() // 1_000_000) & 0xFFFF_FFFF_FFFF
+    head = ms << 80 | 0x7 << 76
+    block = os.urandom(10 * n)
+    make = uuid.UUID
+    ids = []
+    for start in range(0, 10 * n, 10):
+        rand = int.from_bytes(block[start : start + 10], "big")
+        ids.append(make(int=head | (rand >> 62 & _RAND_A) << 64 | 0b10 << 62 | rand & _RAND_B))
+    return ids
+
+
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)

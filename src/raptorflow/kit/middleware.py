@@ -374,7 +374,9 @@ def install_http_middleware(app: Any, settings: Any) -> None:
     """The middleware stack, outermost first: request context + security headers, trusted proxies,
     CORS, body/JSON limits, gzip."""
     app.state.body_limits = []
-    app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes)
+    app.add_middleware(
+        GZipMiddleware, minimum_size=settings.gzip_min_bytes, compresslevel=settings.gzip_level
+    )
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_body_bytes,

@@ -50,7 +50,14 @@ class Indicator(IdMixin, TimestampMixin, Base):
         UniqueConstraint("org_id", "type", "value"),
         Index("ix_indicators_org_created", "org_id", "created_at"),
         Index("ix_indicators_org_last_seen", "org_id", "last_seen"),
-        Index("ix_indicators_org_project", "org_id", "project_id"),
+        # Only indicators with a project (migration 20261201_1320_intel_write_path): bulk feeds have none.
+        Index(
+            "ix_indicators_org_project",
+            "org_id",
+            "project_id",
+            postgresql_where=text("project_id IS NOT NULL"),
+            sqlite_where=text("project_id IS NOT NULL"),
+        ),
         # Console list orders and filters (migration 20261201_1041_console_pages).
         Index("ix_indicators_org_score", "org_id", "score", "id"),
         Index("ix_indicators_org_class_score", "org_id", "classification", "score", "id"),

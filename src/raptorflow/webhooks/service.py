@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -222,16 +222,25 @@ async def emit(session: AsyncSession, org_id: uuid.UUID, event: str, data: dict[
 
 
 async def emit_many(
-    session: AsyncSession, org_id: uuid.UUID, event: str, items: Sequence[dict[str, Any]]
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    event: str,
+    items: Sequence[dict[str, Any]] | Callable[[], Sequence[dict[str, Any]]],
 ) -> int:
-    """`emit` for many items of one event (a bulk create): one query for the org's webhooks, one job."""
+    """`emit` for many items of one event (a bulk create): one query for the org's webhooks, one job.
+
+    `items` may be a function that builds them, called only when a webhook wants the event: a bulk
+    create of 1,000 indicators in an org without webhooks then builds no event data at all.
+    """
     if event not in EVENTS:
         raise ValueError(f"unknown webhook event {event!r}")
-    if not items:
+    if not callable(items) and not items:
         return 0
     hooks = [h for h in await WebhookRepository(session, org_id).active() if event in (h.events or [])]
     if not hooks:
         return 0
+    if callable(items):
+        items = items()
     now = utcnow()
     rows = [
         _delivery(h, event, data, now)

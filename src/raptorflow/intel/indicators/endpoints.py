@@ -109,10 +109,12 @@ async def indicator_stats(ctx: Reader, session: SessionDep) -> Stats:
     return Stats.model_validate(await IndicatorService(session, ctx).stats())
 
 
-@router.post("/bulk", summary="Create or merge up to 1,000 indicators")
-async def bulk_create(body: BulkIn, ctx: Writer, session: SessionDep) -> BulkOut:
+@router.post("/bulk", response_model=BulkOut, summary="Create or merge up to 1,000 indicators")
+async def bulk_create(body: BulkIn, ctx: Writer, session: SessionDep) -> Response:
     """Per-item results; one bad item never rejects the others."""
-    return await IndicatorService(session, ctx).bulk(body.items)
+    out = await IndicatorService(session, ctx).bulk(body.items)
+    # Dumped once here: a returned model would be validated again and serialized field by field.
+    return ORJSONResponse(out.model_dump(mode="json"))
 
 
 @router.patch("/bulk", summary="Set tags, classification or archived on every indicator matching a filter")

@@ -676,8 +676,51 @@ def _too_long() -> InvalidIndicator:
     return InvalidIndicator(f"value is longer than {MAX_LENGTH} characters")
 
 
+# Explicit types the shortcut below may answer for ("ip" is IPv4 for a dotted quad).
+_FAST_TYPES = {
+    "ip": IndicatorType.ipv4,
+    "ipv4": IndicatorType.ipv4,
+    "domain": IndicatorType.domain,
+    **{t.value: t for t in _HASH_LENGTH},
+}
+# Values already in normal form, the bulk of every feed: a dotted-quad IPv4 without leading zeros, a hex
+# hash, a lower-case ASCII domain. `_already_normal` recognises them with one or two regex matches and
+# gives the answer the full path (refang, detection, per-type checks) would give;
+# tests/intel/test_normalize.py holds the two to the same answers.
+_CANONICAL_IPV4_RE = re.compile(
+    r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}", re.ASCII
+)
+_DOTTED_HOSTNAME_RE = re.compile(r"[a-z0-9_\-]{1,63}(?:\.[a-z0-9_\-]{1,63})+")
+
+
+def _already_normal(value: str) -> Normalized | None:
+    n = len(value)
+    hash_type = _HASH_BY_LENGTH.get(n)
+    if hash_type is not None:
+        return Normalized(hash_type, value.lower()) if _HEX_RE.fullmatch(value) else None
+    if n > 253:
+        return None
+    if _CANONICAL_IPV4_RE.fullmatch(value):
+        return Normalized(IndicatorType.ipv4, value)
+    if _DOTTED_HOSTNAME_RE.fullmatch(value):
+        tld = value[value.rfind(".") + 1 :]
+        if tld.isdigit() or "_" in tld or (value[0] == "a" and _ASN_SHAPE_RE.fullmatch(value)):
+            return None
+        return Normalized(IndicatorType.domain, value)
+    return None
+
+
 def normalize(value: str, type: str | None = None) -> Normalized:
     """The normal form of a value, of the given type or else the detected one; raises InvalidIndicator."""
+    if isinstance(value, str) and (type is None or type in _FAST_TYPES):
+        quick = _already_normal(value)
+        if quick is not None and (type is None or _FAST_TYPES[type] is quick.type):
+            return quick
+    return normalize_full(value, type)
+
+
+def normalize_full(value: str, type: str | None = None) -> Normalized:
+    """`normalize` without the shortcut for values already in normal form (tests compare the two)."""
     if not isinstance(value, str):
         raise InvalidIndicator("value must be a string")
     if len(value) > _MAX_RAW_LENGTH:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -20,6 +21,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal,
     literal_column,
     or_,
     select,
@@ -54,24 +56,26 @@ _UNNEST_COLUMNS = {
     "valid_until": "timestamptz",
 }
 _JSON_COLUMNS = {"tags", "sources", "attack_techniques"}
-# Built from the constant column table above, never from input.
-_PG_BULK_INSERT = text(
+# Built from the constant column table above, never from input. Run on the request's asyncpg connection
+# directly (positional parameters): SQLAlchemy's parameter and row processing cost as much as the
+# statement for 1,000 rows. RETURNING id: the ids of the rows inserted (the others existed).
+_PG_BULK_INSERT = (
     "INSERT INTO indicators (org_id, created_by, created_at, updated_at, false_positive, sightings_count, "  # noqa: S608
     + ", ".join(_UNNEST_COLUMNS)
-    + ") SELECT :org_id, :created_by, :now, :now, false, 0, "
+    + ") SELECT $1, $2, $3, $3, false, 0, "
     + ", ".join(f"u.{c}::jsonb" if c in _JSON_COLUMNS else f"u.{c}" for c in _UNNEST_COLUMNS)
     + " FROM unnest("
-    + ", ".join(f"CAST(:{c} AS {t}[])" for c, t in _UNNEST_COLUMNS.items())
+    + ", ".join(f"${n}::{t}[]" for n, t in enumerate(_UNNEST_COLUMNS.values(), start=4))
     + ") AS u("
     + ", ".join(_UNNEST_COLUMNS)
-    + ") ON CONFLICT (org_id, type, value) DO NOTHING RETURNING type, value"
+    + ") ON CONFLICT (org_id, type, value) DO NOTHING RETURNING id"
 )
 # SQLite allows 32,766 bound parameters per statement; two per (type, value) key plus slack.
 SQLITE_KEY_CHUNK = 5_000
 # Substring search considers at most this many matches (then sorts them): broad terms stay fast.
 SEARCH_CANDIDATES = 2_000
-# The expression the PostgreSQL trigram index covers (see the intel-core migration).
-PG_SEARCH_EXPR = "lower(indicators.value || ' ' || indicators.description || ' ' || (indicators.tags)::text)"
+# Searches that may also be a hash prefix (hashes are not in the trigram index: they match by prefix).
+_HEX = re.compile(r"[0-9a-f]{1,128}")
 
 
 def match_keys(stmt: SelectT, keys: Sequence[tuple[str, str]], *, postgres: bool) -> SelectT:
@@ -138,14 +142,13 @@ class IndicatorRepository(TenantRepository):
         for name in ("tags", "sources", "attack_techniques"):
             columns[name] = [orjson.dumps(v).decode() for v in columns[name]]
         first = rows[0]
-        params = {
-            **columns,
-            "org_id": self.org_id,
-            "created_by": first["created_by"],
-            "now": first["created_at"],
-        }
-        result = await self.session.execute(_PG_BULK_INSERT, params)
-        return {(t, v) for t, v in result.all()}
+        driver = (await (await self.session.connection()).get_raw_connection()).driver_connection
+        assert driver is not None
+        inserted = await driver.fetch(
+            _PG_BULK_INSERT, self.org_id, first["created_by"], first["created_at"], *columns.values()
+        )
+        ids = {r[0] for r in inserted}
+        return {(r["type"], r["value"]) for r in rows if r["id"] in ids}
 
     async def update_rows(self, rows: list[dict[str, Any]]) -> None:
         """Update many indicators by primary key in one executemany round."""
@@ -277,11 +280,14 @@ class IndicatorRepository(TenantRepository):
         needle = q.lower()
         if self.postgres:
             pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            # The trigram index is reached through a security-definer function (RLS would force a
-            # sequential scan); it returns at most SEARCH_CANDIDATES matches of the bound org.
-            found = func.raptorflow_search_indicators(pattern, SEARCH_CANDIDATES).table_valued(
-                "id", "created_at"
-            )
+            # The indexes are reached through a security-definer function (RLS would force a sequential
+            # scan); it returns at most SEARCH_CANDIDATES matches of the bound org from the trigram index
+            # (values other than hashes, descriptions, tags) and as many hashes starting with `needle`
+            # when it is hexadecimal (migration 20261201_1320_intel_write_path).
+            hash_prefix = needle if _HEX.fullmatch(needle) else None
+            found = func.raptorflow_search_indicators(
+                pattern, literal(hash_prefix, String()), SEARCH_CANDIDATES
+            ).table_valued("id", "created_at")
             return self.scoped(select(Indicator)).where(Indicator.id.in_(select(found.c.id)))
         if len(needle) >= 3:
             phrase = '"' + needle.replace('"', '""') + '"'

@@ -25,7 +25,7 @@ from raptorflow.intel.indicators.schemas import (
 )
 from raptorflow.intel.indicators.scoring import DEFAULT_HALF_LIFE_DAYS, effective_score, half_life_for
 from raptorflow.intel.relationships.service import detach_objects
-from raptorflow.kit.db import new_id, utcnow
+from raptorflow.kit.db import new_id, new_ids, utcnow
 from raptorflow.kit.errors import InvalidInput, NotFound, RaptorFlowError
 from raptorflow.kit.pagination import decode_cursor, encode_cursor, keyset_after, parse_sort
 from raptorflow.models import Indicator, Project, Workspace
@@ -134,8 +134,10 @@ class IndicatorService:
         # Insert first: a batch of new indicators (the common ingest case) costs one statement; only the
         # keys that already existed are read back for merging.
         keys = list(unique)
-        new_rows = [self._new_row(unique[k], now) for k in keys]
-        new_ids = {(r["type"], r["value"]): r["id"] for r in new_rows}
+        new_rows = [
+            self._new_row(unique[k], now, ident) for k, ident in zip(keys, new_ids(len(keys)), strict=True)
+        ]
+        id_of_new = {(r["type"], r["value"]): r["id"] for r in new_rows}
         inserted = await self.repo.insert_new(new_rows)
         # Plan limit (billing on only): counted after the insert so merges never count; a refusal rolls back.
         await ensure_room(self.session, self.ctx.org_id, "indicators", adding=len(inserted), written=True)
@@ -147,7 +149,7 @@ class IndicatorService:
 
         for key, p in unique.items():
             if key in inserted:
-                ident, status = new_ids[key], "created"
+                ident, status = id_of_new[key], "created"
             else:
                 ident, status = existing[key].id, "merged"
             results[p.index] = BulkItemResult(index=p.index, status=status, id=ident)
@@ -165,11 +167,14 @@ class IndicatorService:
         updates: list[dict[str, Any]],
     ) -> None:
         """Outbound webhooks: indicator.created / indicator.updated, delivered after the commit."""
-        created = [
-            _event(r["id"], r["type"], r["value"], r["score"])
-            for r in new_rows
-            if (r["type"], r["value"]) in inserted
-        ]
+
+        def created() -> list[dict[str, Any]]:  # built only when a webhook wants indicator.created
+            return [
+                _event(r["id"], r["type"], r["value"], r["score"])
+                for r in new_rows
+                if (r["type"], r["value"]) in inserted
+            ]
+
         changed = {u["id"] for u in updates}
         updated = [
             _event(row.id, row.type, row.value, row.score) for row in existing.values() if row.id in changed
@@ -203,11 +208,11 @@ class IndicatorService:
                 kept.append(p)
         return kept
 
-    def _new_row(self, p: _Prepared, now: datetime) -> dict[str, Any]:
+    def _new_row(self, p: _Prepared, now: datetime, ident: uuid.UUID) -> dict[str, Any]:
         item = p.item
         first_seen = item.first_seen or item.last_seen or now
         return {
-            "id": new_id(),
+            "id": ident,
             "org_id": self.ctx.org_id,
             "type": p.type,
             "value": p.value,
