@@ -189,3 +189,52 @@ async def test_unreachable_redis_fails_open_within_the_timeout(make_client: Call
     assert codes == [200] * 5  # over the limit of 2, but the limiter cannot count: requests are served
     assert elapsed < 5 * 0.5
     assert LIMITER_UNAVAILABLE._value.get() > before
+
+
+async def test_redis_windows_count_both_limits_in_one_round_trip(
+    make_client: Callable[..., Any], redis_db14: str
+) -> None:
+    """With Redis, the org's and the credential's windows are checked by one script: the same headers
+    and refusals as with the library's limiter, the counts shared in Redis."""
+    application, http = await make_client(
+        rate_limit_per_minute=5,
+        rate_limit_principal_per_minute=50,
+        redis_url=redis_db14,
+        redis_timeout_ms=2000,
+    )
+    assert application.state.request_limits.limiter.__class__.__name__ == "RedisWindowLimiter"
+    actor = await sign_up(http, "windows@example.com")
+    org_id = await create_org(actor, "windows")
+    seen = []
+    for _ in range(5):
+        response = await http.get("/api/v1/jobs", headers=actor.in_org(org_id))
+        assert response.status_code == 200
+        assert response.headers["x-ratelimit-limit"] == "5"
+        assert 0 < int(response.headers["x-ratelimit-reset"]) <= 60
+        seen.append(int(response.headers["x-ratelimit-remaining"]))
+    assert seen == [4, 3, 2, 1, 0]
+    refused = await http.get("/api/v1/jobs", headers=actor.in_org(org_id))
+    assert refused.status_code == 429 and refused.json()["limit"] == "org"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    client = redis.Redis.from_url(redis_db14)
+    try:
+        keys = client.keys("rf:rl:*")
+        assert any(b"org" in k for k in keys) and any(b"principal" in k for k in keys)
+    finally:
+        client.close()
+
+    # The credential's own limit, checked in the same round trip, refuses on its own.
+    _app, strict = await make_client(
+        rate_limit_per_minute=100,
+        rate_limit_principal_per_minute=4,
+        redis_url=redis_db14,
+        redis_timeout_ms=2000,
+    )
+    other = await sign_up(strict, "windows-two@example.com")
+    other_org = await create_org(other, "windows-two")
+    codes = [
+        (await strict.get("/api/v1/jobs", headers=other.in_org(other_org))).status_code for _ in range(4)
+    ]
+    assert 200 in codes and codes[-1] == 429
+    last = await strict.get("/api/v1/jobs", headers=other.in_org(other_org))
+    assert last.json()["limit"] == "principal" and last.headers["x-ratelimit-remaining"] == "0"

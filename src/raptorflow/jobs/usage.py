@@ -23,6 +23,7 @@ from raptorflow.kit.metrics import metrics_router
 from raptorflow.kit.ratelimit import (
     Limiter,
     OrgLimits,
+    RedisWindowLimiter,
     RefusedRequestLimits,
     RequestLimits,
     UsageLoader,
@@ -133,8 +134,14 @@ def install_platform(app: Any) -> None:
     app.state.org_limits = default_org_limits
     app.state.metrics_hooks = scrape_hooks(app)
     app.include_router(metrics_router(PublicRoute))
+    # With Redis, the credential's and the org's windows are checked in one round trip.
+    request_limiter = (
+        RedisWindowLimiter(app.state.redis)
+        if app.state.redis is not None
+        else Limiter(make_storage(None), sliding_counter=True)
+    )
     app.state.request_limits = RequestLimits(
-        Limiter(make_storage(settings.redis_url, timeout_ms=settings.redis_timeout_ms), sliding_counter=True),
+        request_limiter,
         app.state.usage_meter,
         default_per_minute=settings.rate_limit_per_minute,
         principal_per_minute=settings.rate_limit_principal_per_minute,
