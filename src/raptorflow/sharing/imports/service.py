@@ -39,6 +39,8 @@ from raptorflow.sharing.imports.repository import ImportRepository, PgStaging, i
 from raptorflow.sharing.imports.schemas import ImportOptions
 from raptorflow.sharing.stix import service as stix_service
 from raptorflow.sharing.stix.importer import ImportDefaults as StixDefaults
+from raptorflow.sharing.stix.importer import Importer
+from raptorflow.sharing.stix.importer import ImportReport as StixReport
 from raptorflow.webhooks.service import emit
 
 CHUNK = 1024 * 1024
@@ -512,8 +514,17 @@ async def finish_import(
 
 
 async def run_stix(ctx: JobContext, chunks: AsyncIterator[bytes], defaults: Defaults, tally: Tally) -> None:
-    """A STIX bundle through the STIX mapping (sharing.stix), in one transaction."""
-    await import_stix(ctx, await _whole(chunks), defaults, tally)
+    """A STIX bundle through the STIX mapping (sharing.stix), in one transaction, read in windows."""
+    assert ctx.org_id is not None
+    async with ctx.transaction() as session:
+        importer = Importer(
+            session, ctx.org_id, _stix_defaults(defaults), Principal(user_id=defaults.created_by), None
+        )
+        try:
+            report = await importer.run_chunks(chunks)
+        except InvalidInput as exc:
+            raise ValueError(exc.detail) from None
+    await _tally_stix(ctx, report, tally)
 
 
 async def import_stix(ctx: JobContext, data: bytes | list[Any], defaults: Defaults, tally: Tally) -> None:
@@ -525,17 +536,25 @@ async def import_stix(ctx: JobContext, data: bytes | list[Any], defaults: Defaul
                 session,
                 ctx.org_id,
                 data,
-                defaults=StixDefaults(
-                    project_id=defaults.project_id,
-                    tags=defaults.tags,
-                    tlp=defaults.tlp if defaults.tlp != DEFAULTS["tlp"] else None,
-                    confidence=defaults.confidence if defaults.confidence_given else None,
-                    source=defaults.source,
-                ),
+                defaults=_stix_defaults(defaults),
                 actor=Principal(user_id=defaults.created_by),
             )
         except InvalidInput as exc:
             raise ValueError(exc.detail) from None
+    await _tally_stix(ctx, report, tally)
+
+
+def _stix_defaults(defaults: Defaults) -> StixDefaults:
+    return StixDefaults(
+        project_id=defaults.project_id,
+        tags=defaults.tags,
+        tlp=defaults.tlp if defaults.tlp != DEFAULTS["tlp"] else None,
+        confidence=defaults.confidence if defaults.confidence_given else None,
+        source=defaults.source,
+    )
+
+
+async def _tally_stix(ctx: JobContext, report: StixReport, tally: Tally) -> None:
     for result in report.results:
         tally.processed += 1
         if result.status == "created":

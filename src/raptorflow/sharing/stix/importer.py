@@ -1,8 +1,10 @@
 """STIX 2.1 import: objects → typed indicators, context rows, relationships, sightings, stored objects.
 
 Indicators (the bulk of any real bundle) are read as plain JSON: a simple comparison on a supported
-observable becomes a typed indicator through the indicator bulk path (set-based), any other STIX pattern
-is checked with the stix2-patterns grammar and kept verbatim as a `stix-pattern` indicator. The few
+observable becomes a typed indicator, any other STIX pattern is checked with the stix2-patterns grammar
+and kept verbatim as a `stix-pattern` indicator. On PostgreSQL they are COPYed into a staging table as
+the bundle is read (`run_chunks` reads it in windows: memory stays bounded) and merged in a few
+set-based statements (sharing.stix.staging); on SQLite they go through the indicator bulk path. The few
 other objects are checked with the `stix2` library itself. Every object is also stored as it came
 (`stix_objects`, keyed by its STIX id), which makes a second import of the same bundle a no-op and lets
 a newer `modified` update.
@@ -10,10 +12,13 @@ a newer `modified` update.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import stix2
@@ -31,8 +36,12 @@ from raptorflow.kit.db import new_id, utcnow
 from raptorflow.kit.errors import InvalidInput
 from raptorflow.models import Campaign, Indicator, Relationship, Report, Sighting, ThreatActor, Vulnerability
 from raptorflow.sharing.stix import render
+from raptorflow.sharing.stix.bulk import MARKS_SEPARATOR, TLP_ORDER, Rejected, StagedIndicators
+from raptorflow.sharing.stix.bulk import opt_ts as _opt_ts
+from raptorflow.sharing.stix.bulk import parse_ts as _parse_ts
 from raptorflow.sharing.stix.patterns import grammar_errors, read_simple
 from raptorflow.sharing.stix.repository import StixRepository
+from raptorflow.sharing.stix.stream import bundle_windows
 
 _ID = re.compile(
     r"^([a-z][a-z0-9-]*[a-z0-9])--[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -68,6 +77,9 @@ NATIVE_MODELS: dict[str, Any] = {
     "report": Report,
 }
 INDICATOR_BATCH = 5_000
+# Staged indicator rows merged at once while the rest of the bundle is read (PostgreSQL). A bundle of
+# fewer indicators is one merge: repeated values and ids inside it fold exactly as in one batch.
+MERGE_PART = 25_000
 MAX_OBJECTS = 1_000_000
 
 
@@ -82,7 +94,7 @@ class ImportDefaults:
     source: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class ObjectResult:
     """The outcome of one object of the bundle."""
 
@@ -121,26 +133,6 @@ class ImportReport:
             **{s: self.count(s) for s in ("created", "updated", "unchanged", "rejected")},
             "results": [r.as_dict() for r in self.results],
         }
-
-
-class Rejected(Exception):
-    """One object is invalid; the reason says why."""
-
-
-def _parse_ts(value: Any, name: str) -> datetime:
-    if not isinstance(value, str):
-        raise Rejected(f"{name} must be an RFC 3339 timestamp")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise Rejected(f"{name} is not an RFC 3339 timestamp: {value!r}") from None
-    if parsed.tzinfo is None:
-        raise Rejected(f"{name} must be in UTC (end with Z)")
-    return parsed.astimezone(UTC)
-
-
-def _opt_ts(obj: dict[str, Any], name: str) -> datetime | None:
-    return _parse_ts(obj[name], name) if obj.get(name) is not None else None
 
 
 def _library_check(obj: dict[str, Any]) -> None:
@@ -182,38 +174,53 @@ class Importer:
         """Import the objects; each gets a result, invalid ones are rejected one by one."""
         if len(objects) > MAX_OBJECTS:
             raise InvalidInput("objects", f"at most {MAX_OBJECTS} objects per import")
+        return await self._run(_one(objects))
+
+    async def run_chunks(self, chunks: AsyncIterator[bytes]) -> ImportReport:
+        """Import a bundle given as byte chunks (read in windows: memory stays bounded at any size)."""
+        return await self._run(bundle_windows(chunks))
+
+    async def _run(self, windows: AsyncIterator[list[Any]]) -> ImportReport:
         results: list[ObjectResult] = []
-        latest: dict[str, int] = {}
+        # STIX id → (position of its latest copy, its modified, staged as an indicator row).
+        latest: dict[str, tuple[int, datetime | None, bool]] = {}
         checked: list[tuple[int, dict[str, Any], datetime | None]] = []
-        for index, obj in enumerate(objects):
-            try:
-                modified = self._envelope(obj)
-            except Rejected as exc:
-                sid = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else None
-                kind = obj.get("type") if isinstance(obj, dict) and isinstance(obj.get("type"), str) else None
-                results.append(ObjectResult(index, sid, kind, "rejected", str(exc)))
-                continue
-            result = ObjectResult(index, obj["id"], obj["type"], "pending")
-            results.append(result)
-            # The same id twice in one bundle: the newest version wins, the others are unchanged.
-            previous = latest.get(obj["id"])
-            if previous is not None:
-                prev_obj, prev_mod = checked[previous][1], checked[previous][2]
-                if (modified or self.now) >= (prev_mod or self.now):
-                    checked[previous] = (checked[previous][0], prev_obj, prev_mod)
-                    _mark(
-                        results,
-                        checked[previous][0],
-                        "unchanged",
-                        "superseded by a later copy in this bundle",
-                    )
-                    checked.append((len(results) - 1, obj, modified))
-                    latest[obj["id"]] = len(checked) - 1
-                else:
-                    result.status, result.reason = "unchanged", "an older copy of an object in this bundle"
-                continue
-            latest[obj["id"]] = len(checked)
-            checked.append((len(results) - 1, obj, modified))
+        staging = (
+            StagedIndicators(
+                self.session, self.org_id, self.defaults, self.ctx.principal, self.collection_id, self.now
+            )
+            if self.repo.postgres
+            else None
+        )
+        flushing: asyncio.Task[None] | None = None
+        staged = unmerged = 0
+        try:
+            async for window in windows:
+                if len(results) + len(window) > MAX_OBJECTS:
+                    raise InvalidInput("objects", f"at most {MAX_OBJECTS} objects per import")
+                rows = self._scan(window, results, latest, checked, staging)
+                staged += len(rows)
+                unmerged += len(rows)
+                # Reading and checking the next window (here) overlaps the COPY of this one and, every
+                # MERGE_PART rows, the merge of what is staged (PostgreSQL). Rows waiting for the
+                # bundle's own TLP markings wait for the end.
+                if flushing is not None:
+                    await flushing
+                    flushing = None
+                if staging is None or not rows:
+                    continue
+                part = unmerged >= MERGE_PART and not staging.rows.deferred
+                flushing = asyncio.create_task(staging.flush(rows, results, part))
+                if part:
+                    unmerged = 0
+            if flushing is not None:
+                await flushing
+                flushing = None
+        finally:
+            if flushing is not None:
+                flushing.cancel()
+                with contextlib.suppress(BaseException):
+                    await flushing
         live = [c for c in checked if results[c[0]].status == "pending"]
         stored = await self.repo.stored([obj["id"] for _i, obj, _m in live])
         todo: list[tuple[ObjectResult, dict[str, Any], datetime | None]] = []
@@ -246,7 +253,17 @@ class Importer:
             for result, obj, modified in todo:
                 if obj["type"] in kinds:
                     await self._one(handler, result, obj, modified)
-        await self._indicators([t for t in todo if t[1]["type"] == "indicator"])
+        if staging is not None:
+            if unmerged:
+                marks = {
+                    key: self._tlp({"object_marking_refs": key.split(MARKS_SEPARATOR)})
+                    for key in staging.rows.deferred
+                }
+                await staging.merge(results, staging.taken(), marks, final=True)
+            if staged:
+                self.natives.update(await staging.staging.natives(_indicator_refs(todo)))
+        else:
+            await self._indicators([t for t in todo if t[1]["type"] == "indicator"])
         for kinds, handler in (
             (("report",), self._report),
             (("relationship",), self._relationship),
@@ -272,6 +289,48 @@ class Importer:
                 await self._one(self._other, result, obj, modified)
         await self.repo.upsert_stored(list(self.store.values()))
         return ImportReport(results)
+
+    def _scan(
+        self,
+        window: list[Any],
+        results: list[ObjectResult],
+        latest: dict[str, tuple[int, datetime | None, bool]],
+        checked: list[tuple[int, dict[str, Any], datetime | None]],
+        staging: StagedIndicators | None,
+    ) -> list[tuple[Any, ...]]:
+        """Envelope checks and in-bundle duplicates of a window; its indicator rows when staged."""
+        rows: list[tuple[Any, ...]] = []
+        for obj in window:
+            index = len(results)
+            try:
+                modified = self._envelope(obj)
+            except Rejected as exc:
+                sid = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else None
+                kind = obj.get("type") if isinstance(obj, dict) and isinstance(obj.get("type"), str) else None
+                results.append(ObjectResult(index, sid, kind, "rejected", str(exc)))
+                continue
+            result = ObjectResult(index, obj["id"], obj["type"], "pending")
+            results.append(result)
+            # The same id twice in one bundle: the newest version wins, the others are unchanged.
+            previous = latest.get(obj["id"])
+            if previous is not None:
+                prev_position, prev_modified, prev_staged = previous
+                if (modified or self.now) >= (prev_modified or self.now):
+                    _mark(results, prev_position, "unchanged", "superseded by a later copy in this bundle")
+                    if prev_staged and staging is not None:
+                        staging.supersede(prev_position)
+                else:
+                    result.status, result.reason = "unchanged", "an older copy of an object in this bundle"
+                    continue
+            as_row = staging is not None and obj["type"] == "indicator"
+            latest[obj["id"]] = (index, modified, as_row)
+            if not as_row:
+                checked.append((index, obj, modified))
+                continue
+            result.status = "created"  # until the stored copies say otherwise
+            if staging is not None:
+                rows.append(staging.row(index, obj, modified))
+        return rows
 
     def _envelope(self, obj: Any) -> datetime | None:
         """Checks every object must pass; returns its `modified` (None for SCOs and markings)."""
@@ -372,10 +431,9 @@ class Importer:
 
     def _tlp(self, obj: dict[str, Any]) -> str:
         strongest: str | None = None
-        order = ["clear", "green", "amber", "amber+strict", "red"]
         for ref in obj.get("object_marking_refs") or ():
             level = self.tlp_markings.get(ref) if isinstance(ref, str) else None
-            if level and (strongest is None or order.index(level) > order.index(strongest)):
+            if level and (strongest is None or TLP_ORDER.index(level) > TLP_ORDER.index(strongest)):
                 strongest = level
         return strongest or self.defaults.tlp or "amber"
 
@@ -582,7 +640,7 @@ class Importer:
         await repo.add(sighting)
         result.native_kind, result.native_id = "sighting", sighting.id
 
-    # --- indicators (set-based) --------------------------------------------------------------------
+    # --- indicators ---------------------------------------------------------------------------------
 
     async def _indicators(self, todo: list[tuple[ObjectResult, dict[str, Any], datetime | None]]) -> None:
         service = IndicatorService(self.session, self.ctx)
@@ -659,6 +717,22 @@ class Importer:
             "first_seen": valid_from if valid_from <= self.now else None,
         }
         return item
+
+
+async def _one(objects: list[Any]) -> AsyncIterator[list[Any]]:
+    yield objects
+
+
+def _indicator_refs(todo: list[tuple[ObjectResult, dict[str, Any], datetime | None]]) -> set[str]:
+    """Indicator ids the other objects of the bundle refer to (reports, relationships, sightings)."""
+    refs: set[str] = set()
+    for _r, obj, _m in todo:
+        for key in ("source_ref", "target_ref", "sighting_of_ref"):
+            if isinstance(obj.get(key), str):
+                refs.add(obj[key])
+        if isinstance(obj.get("object_refs"), list):
+            refs |= {r for r in obj["object_refs"] if isinstance(r, str)}
+    return {r for r in refs if r.startswith("indicator--")}
 
 
 def _mark(results: list[ObjectResult], position: int, status: str, reason: str) -> None:
