@@ -215,7 +215,7 @@ def require(permission: Permission) -> Any:
         principal = await authenticate(request, session)
         org_id, role = await resolve_org(request, session, principal)
         request.state.org_id = org_id
-        await request.app.state.request_limits.check_org(request.scope, org_id, _limit_key(principal))
+        await request.app.state.request_limits.check_org(request.scope, org_id, limit_key(principal))
         if not allows(role, permission):
             raise Forbidden(
                 f"This action needs the {MATRIX[permission].value} role; yours is {role.value}.",
@@ -230,11 +230,11 @@ async def _signed_in_user(request: Request, session: SessionDep) -> Principal:
     principal = await authenticate(request, session)
     if principal.user_id is None:
         raise Forbidden("This route is for signed-in users, not API keys.")
-    await request.app.state.request_limits.check_user(request.scope, _limit_key(principal))
+    await request.app.state.request_limits.check_user(request.scope, limit_key(principal))
     return principal
 
 
-def _limit_key(principal: Principal) -> str:
+def limit_key(principal: Principal) -> str:
     """The rate-limit key of a credential: the API key, else the user."""
     return api_key_limit_key(principal.api_key_id) if principal.api_key_id else f"user:{principal.user_id}"
 

@@ -95,12 +95,12 @@ class RequestContextMiddleware:
                 present = {h[0].lower() for h in headers}
                 headers.append((REQUEST_ID_HEADER, request_id.encode()))
                 headers.extend(h for h in extra if h[0] not in present)
-                if is_api:
-                    if CACHE_CONTROL not in present:
-                        headers.append(NO_STORE)
-                    limit = state.get(RATE_LIMIT_STATE)
-                    if limit is not None and LIMIT_HEADER not in present:
-                        headers.extend(rate_limit_headers(limit))
+                if is_api and CACHE_CONTROL not in present:
+                    headers.append(NO_STORE)
+                # Whatever checked a limit (the API, TAXII) reports it.
+                limit = state.get(RATE_LIMIT_STATE)
+                if limit is not None and LIMIT_HEADER not in present:
+                    headers.extend(rate_limit_headers(limit))
                 message = {**message, "headers": headers}
             await send(message)
 

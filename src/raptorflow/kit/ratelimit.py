@@ -465,7 +465,7 @@ class RequestLimits:
         api_key_id = getattr(principal, "api_key_id", None)
         user_id = getattr(principal, "user_id", None)
         if api_key_id is not None or user_id is not None:
-            # The key format of raptorflow.auth.deps._limit_key: one budget per credential.
+            # The key format of raptorflow.auth.deps.limit_key: one budget per credential.
             key = f"key:{api_key_id}" if api_key_id else f"user:{user_id}"
             kind, state = "principal", await self.limiter.hit(self.principal_item, "principal", key)
             detail = "Too many requests with this credential; retry after Retry-After seconds."

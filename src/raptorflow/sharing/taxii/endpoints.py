@@ -13,6 +13,7 @@ import binascii
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
@@ -22,7 +23,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from raptorflow.accounts.repository import OrganizationRepository
-from raptorflow.auth.deps import AUTHENTICATED, PERMISSION_ATTR, authenticate, require
+from raptorflow.auth.deps import AUTHENTICATED, PERMISSION_ATTR, authenticate, limit_key, require
 from raptorflow.auth.permissions import MATRIX, Permission, Role, allows
 from raptorflow.auth.principal import OrgContext, Principal
 from raptorflow.auth.repository import IdentityRepository
@@ -219,6 +220,8 @@ def taxii_access(permission: Permission) -> Any:
                 raise NotFound()
             role = Role(value)
         request.state.org_id = org_id
+        # The same limits as every org route: per org, per credential, the monthly quota.
+        await request.app.state.request_limits.check_org(request.scope, org_id, limit_key(principal))
         if not allows(role, permission):
             raise Forbidden(f"This action needs the {MATRIX[permission].value} role; yours is {role.value}.")
         return TaxiiContext(OrgContext(principal=principal, org_id=org_id, role=role), api_root, name)
@@ -229,7 +232,9 @@ def taxii_access(permission: Permission) -> Any:
 
 async def _discovery_caller(request: Request, session: SessionDep) -> Principal:
     _accepts(request)
-    return await _principal(request, session)
+    principal = await _principal(request, session)
+    await request.app.state.request_limits.check_user(request.scope, limit_key(principal))
+    return principal
 
 
 setattr(_discovery_caller, PERMISSION_ATTR, AUTHENTICATED)
@@ -324,6 +329,13 @@ async def taxii_collection(collection_id: CollectionId, ctx: TaxiiReader, sessio
     return _taxii(_collection_resource(await _collection(session, ctx, collection_id)))
 
 
+async def _readable(session: Any, ctx: TaxiiContext, collection_id: str) -> TaxiiCollection:
+    row = await _collection(session, ctx, collection_id)
+    if not row.can_read:
+        raise Forbidden("This collection cannot be read.")
+    return row
+
+
 async def _read_page(
     session: Any,
     ctx: TaxiiContext,
@@ -331,22 +343,24 @@ async def _read_page(
     match: service.Match,
     limit: int | None,
     next_: str | None,
-    *,
-    rendered: bool = False,
 ) -> service.Page:
-    row = await _collection(session, ctx, collection_id)
-    if not row.can_read:
-        raise Forbidden("This collection cannot be read.")
+    row = await _readable(session, ctx, collection_id)
     reader = service.TaxiiReader(session, ctx.org.org_id, ctx.name)
-    return await reader.page(row, match, limit or service.MAX_PAGE, next_, rendered=rendered)
+    return await reader.page(row, match, limit or service.MAX_PAGE, next_)
 
 
 def _page_headers(page: service.Page) -> dict[str, str]:
     if not page.added:
         return {}
+    return _added_headers(page.added[0], page.added[-1])
+
+
+def _added_headers(first: datetime | None, last: datetime | None) -> dict[str, str]:
+    if first is None or last is None:
+        return {}
     return {
-        "X-TAXII-Date-Added-First": render.ts_exact(page.added[0]),
-        "X-TAXII-Date-Added-Last": render.ts_exact(page.added[-1]),
+        "X-TAXII-Date-Added-First": render.ts_exact(first),
+        "X-TAXII-Date-Added-Last": render.ts_exact(last),
     }
 
 
@@ -374,8 +388,12 @@ async def taxii_objects(
 ) -> Response:
     """A page of the collection's objects in date-added order, with `more` and `next`."""
     match = service.parse_match(added_after, match_type, match_id, match_version, match_spec_version)
-    page = await _read_page(session, ctx, collection_id, match, limit, next, rendered=True)
-    return _taxii(_envelope(page), headers=_page_headers(page))
+    row = await _readable(session, ctx, collection_id)
+    reader = service.TaxiiReader(session, ctx.org.org_id, ctx.name)
+    page = await reader.page_json(row, match, limit or service.MAX_PAGE, next)
+    # The envelope as bytes: PostgreSQL's rendering of the objects is spliced in, never parsed.
+    headers = _added_headers(page.first_added, page.last_added)
+    return Response(page.envelope(), media_type=TAXII_MEDIA_TYPE, headers=headers)
 
 
 @server.get("/{api_root}/collections/{collection_id}/manifest/", summary="TAXII 2.1 get object manifests")

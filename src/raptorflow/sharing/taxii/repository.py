@@ -4,10 +4,32 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, delete, false, literal, or_, select, tuple_
+import orjson
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    false,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+    type_coerce,
+)
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.sql import Executable
+from sqlalchemy.types import NullType
 
 from raptorflow.intel.common import TLP
 from raptorflow.intel.indicators.repository import IndicatorRepository
@@ -17,6 +39,25 @@ from raptorflow.models import Indicator, Organization, StixObject, TaxiiCollecti
 from raptorflow.sharing.stix.repository import INDICATOR_COLUMNS, indicator_fragment
 
 MILLISECOND = timedelta(milliseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class PlainPage:
+    """A page of indicators rendered and joined by PostgreSQL (see TaxiiRepository.plain_page)."""
+
+    objects: bytes  # the objects' JSON, comma-separated; b"" when the page is empty
+    first_added: datetime | None
+    last_added: datetime | None
+    last_id: uuid.UUID | None  # of the last object of the page, when more follow
+    more: bool
+    mixed: bool  # a stored object falls in the window: the page must merge both kinds
+
+
+# Statements of plain pages (plain_page), by org, collection, filter and shape. Building one costs
+# ~1 ms of SQLAlchemy construction; built once, the page size, cursor and added_after are bound per
+# request. They hold no data that can go stale: a changed filter is another key.
+_PLAIN_PAGES: dict[tuple[Any, ...], Executable] = {}
+PLAIN_PAGES_MAX = 256
 
 
 async def org_by_slug(session: Any, slug: str) -> tuple[uuid.UUID, str] | None:
@@ -114,6 +155,90 @@ class TaxiiRepository(TenantRepository):
         conn = await self.session.connection()
         return [(row[0], row[1], row[2]) for row in (await conn.execute(stmt)).all()]
 
+    async def plain_page(
+        self,
+        collection_id: uuid.UUID,
+        spec: dict[str, Any],
+        types: list[str] | None,
+        creator: str,
+        after: tuple[datetime, uuid.UUID] | None,
+        added_after: datetime | None,
+        limit: int,
+    ) -> PlainPage:
+        """Up to `limit` indicators of a page without match[id] or match[version], as ONE JSON text:
+        PostgreSQL renders and joins the objects (one row on the wire, bytes as the response holds
+        them), and says whether more follow and whether a stored object of the collection (see
+        stored_page) falls in the window. One round trip; the statement is built once per org,
+        collection, filter and shape (see _PLAIN_PAGES).
+        """
+        shape = (
+            self.org_id,
+            collection_id,
+            orjson.dumps(spec, option=orjson.OPT_SORT_KEYS),
+            tuple(types) if types is not None else None,
+            creator,
+            after is not None,
+            added_after is not None,
+        )
+        stmt = _PLAIN_PAGES.get(shape)
+        if stmt is None:
+            stmt = self._plain_statement(collection_id, spec, types, creator, after, added_after)
+            if len(_PLAIN_PAGES) >= PLAIN_PAGES_MAX:
+                _PLAIN_PAGES.clear()
+            _PLAIN_PAGES[shape] = stmt
+        params: dict[str, Any] = {"page_limit": limit, "page_rows": limit + 1}
+        if after is not None:
+            params["cursor_added"], params["cursor_key"] = after
+        if added_after is not None:
+            params["added_after"] = added_after
+        conn = await self.session.connection()
+        total, text, first, last, keys, stored = (await conn.execute(stmt, params)).one()
+        return PlainPage(text or b"", first, last, keys[0] if keys else None, total > limit, stored)
+
+    def _plain_statement(
+        self,
+        collection_id: uuid.UUID,
+        spec: dict[str, Any],
+        types: list[str] | None,
+        creator: str,
+        after: tuple[datetime, uuid.UUID] | None,
+        added_after: datetime | None,
+    ) -> Executable:
+        cursor, since = after is not None, added_after is not None
+        stored = _bound_window(
+            self._stored_base(collection_id, types, None, None).with_only_columns(literal_column("1")),
+            StixObject.updated_at,
+            StixObject.id,
+            cursor,
+            since,
+        )
+        # One row past the page (page_rows = page_limit + 1) says whether more follow: it is counted,
+        # not joined into the text.
+        rows = (
+            _bound_window(self.indicators(spec), Indicator.updated_at, Indicator.id, cursor, since)
+            .with_only_columns(
+                Indicator.updated_at.label("added"),
+                Indicator.id.label("key"),
+                type_coerce(indicator_fragment(creator), Text).label("doc"),
+            )
+            .order_by(Indicator.updated_at, Indicator.id)
+            .limit(bindparam("page_rows", type_=Integer))
+            .subquery("s")
+        )
+        rn = func.row_number().over(order_by=(rows.c.added, rows.c.key)).label("rn")
+        page = select(rows.c.added, rows.c.key, rows.c.doc, rn).subquery("p")
+        limit = bindparam("page_limit", type_=Integer)
+        kept = page.c.rn <= limit
+        joined = func.string_agg(page.c.doc, aggregate_order_by(literal_column("','"), page.c.rn))
+        return select(
+            func.count(),
+            type_coerce(func.convert_to(joined.filter(kept), literal_column("'UTF8'")), NullType()),
+            func.min(page.c.added),
+            func.max(page.c.added).filter(kept),
+            func.array_agg(page.c.key).filter(page.c.rn == limit),
+            exists(stored),
+        )
+
     async def indicator_page(
         self,
         base: Select[Any],
@@ -151,17 +276,13 @@ class TaxiiRepository(TenantRepository):
         ordered: Select[Any] = stmt.order_by(Indicator.updated_at, Indicator.id).limit(limit)
         return ordered
 
-    async def stored_page(
+    def _stored_base(
         self,
         collection_id: uuid.UUID,
         types: list[str] | None,
-        after: tuple[datetime, uuid.UUID] | None,
-        added_after: datetime | None,
         versions: list[datetime] | None,
         stix_ids: list[str] | None,
-        limit: int,
-    ) -> Sequence[StixObject]:
-        """Objects written to the collection that became no indicator, in date-added order."""
+    ) -> Select[Any]:
         stmt = select(StixObject).where(
             StixObject.org_id == self.org_id,
             StixObject.collection_id == collection_id,
@@ -173,9 +294,35 @@ class TaxiiRepository(TenantRepository):
             stmt = stmt.where(StixObject.modified.in_(versions)) if versions else stmt.where(false())
         if stix_ids is not None:
             stmt = stmt.where(StixObject.stix_id.in_(stix_ids))
+        return stmt
+
+    async def stored_page(
+        self,
+        collection_id: uuid.UUID,
+        types: list[str] | None,
+        after: tuple[datetime, uuid.UUID] | None,
+        added_after: datetime | None,
+        versions: list[datetime] | None,
+        stix_ids: list[str] | None,
+        limit: int,
+    ) -> Sequence[StixObject]:
+        """Objects written to the collection that became no indicator, in date-added order."""
+        stmt = self._stored_base(collection_id, types, versions, stix_ids)
         stmt = _window(stmt, StixObject.updated_at, StixObject.id, after, added_after)
         stmt = stmt.order_by(StixObject.updated_at, StixObject.id).limit(limit)
         return (await self.session.scalars(stmt)).all()
+
+
+def _bound_window(stmt: Any, added: Any, key: Any, cursor: bool, added_after: bool) -> Any:
+    """_window with the cursor and added_after as parameters (cursor_added, cursor_key, added_after)."""
+    if added_after:
+        stmt = stmt.where(added > bindparam("added_after", type_=added.type))
+    if cursor:
+        condition: ColumnElement[bool] = tuple_(added, key) > tuple_(
+            bindparam("cursor_added", type_=added.type), bindparam("cursor_key", type_=key.type)
+        )
+        stmt = stmt.where(condition)
+    return stmt
 
 
 def _window(
