@@ -188,6 +188,29 @@ async def test_search_substring(client: httpx.AsyncClient, analyst: tuple[Actor,
     assert len((await client.get(f"{IND}/search", params={"q": "ex"}, headers=h)).json()["items"]) == 2
 
 
+async def test_search_pages_newest_first(client: httpx.AsyncClient, analyst: tuple[Actor, str]) -> None:
+    """Search results page with the cursor, newest first, each match once."""
+    actor, org = analyst
+    h = actor.in_org(org)
+    made = [
+        (await _create(client, actor, org, value=f"pager-{i}.example.com")).json()["id"] for i in range(7)
+    ]
+    await _create(client, actor, org, value="unrelated.example.org")
+    seen: list[str] = []
+    sizes = []
+    cursor = None
+    while True:
+        params = {"q": "pager-", "limit": 3, **({"cursor": cursor} if cursor else {})}
+        page = (await client.get(f"{IND}/search", params=params, headers=h)).json()
+        sizes.append(len(page["items"]))
+        seen += [i["id"] for i in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert sizes[:2] == [3, 3] and sum(sizes) == 7
+    assert seen == list(reversed(made))
+
+
 async def test_search_finds_hashes_by_prefix(client: httpx.AsyncClient, analyst: tuple[Actor, str]) -> None:
     """A pasted hash prefix (any case) finds the hash; its tags and description stay searchable; a
     domain containing the same hex is found beside it."""

@@ -33,6 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raptorflow.kit.db import dialect_name
+from raptorflow.kit.pagination import keyset_after
 from raptorflow.kit.tenancy import SelectT, TenantRepository
 from raptorflow.models import AttackObject, Indicator, IndicatorHistory, Job, Organization, Project, Workspace
 
@@ -275,8 +276,15 @@ class IndicatorRepository(TenantRepository):
         """Run a list query with its limit."""
         return list((await self.session.scalars(stmt.limit(limit))).all())
 
-    def search(self, q: str) -> Select[Indicator]:
-        """Indicators whose value, description or tags contain `q` (case-insensitive)."""
+    def search(
+        self, q: str, *, limit: int | None = None, after: list[Any] | None = None
+    ) -> Select[Indicator]:
+        """Indicators whose value, description or tags contain `q` (case-insensitive).
+
+        On PostgreSQL `limit` and `after` (the (created_at, id) key of the previous page's last row)
+        narrow the index search's candidates to the page, newest first, before any row is read: a
+        broad term reads `limit` rows, not its up to SEARCH_CANDIDATES matches.
+        """
         needle = q.lower()
         if self.postgres:
             pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -288,7 +296,12 @@ class IndicatorRepository(TenantRepository):
             found = func.raptorflow_search_indicators(
                 pattern, literal(hash_prefix, String()), SEARCH_CANDIDATES
             ).table_valued("id", "created_at")
-            return self.scoped(select(Indicator)).where(Indicator.id.in_(select(found.c.id)))
+            wanted = select(found.c.id)
+            if after is not None:
+                wanted = wanted.where(keyset_after([(found.c.created_at, True), (found.c.id, True)], after))
+            if limit is not None:
+                wanted = wanted.order_by(found.c.created_at.desc(), found.c.id.desc()).limit(limit)
+            return self.scoped(select(Indicator)).where(Indicator.id.in_(wanted))
         if len(needle) >= 3:
             phrase = '"' + needle.replace('"', '""') + '"'
             hits: Select[Any] = (

@@ -459,25 +459,18 @@ class IndicatorService:
             raise InvalidInput("q", "give something to search for")
         if "\x00" in term:
             raise InvalidInput("q", "must not contain a NUL character (U+0000)")
-        stmt = self.repo.search(term).where(Indicator.archived_at.is_(None))
-        return await self._paged(stmt, [("created_at", True)], limit, cursor)
+        order = [("created_at", True)]
+        # The page is chosen among the search's candidates before the rows are read (PostgreSQL).
+        narrowed = self.repo.search(term, limit=limit, after=_position(order, cursor))
+        stmt = narrowed.where(Indicator.archived_at.is_(None))
+        return await self._paged(stmt, order, limit, cursor)
 
     async def _paged(
         self, stmt: Any, order: list[tuple[str, bool]], limit: int, cursor: str | None
     ) -> tuple[list[Indicator], str | None]:
         columns = [(SORTABLE[name], desc) for name, desc in order] + [(Indicator.id, order[-1][1])]
-        position = decode_cursor(cursor)
-        if position:
-            values = position.get("k")
-            if not isinstance(values, list) or len(values) != len(columns):
-                raise InvalidInput("cursor", "not a cursor for this sort order")
-            try:
-                parsed = [
-                    _cursor_value(name, v)
-                    for (name, _d), v in zip([*order, ("id", False)], values, strict=True)
-                ]
-            except ValueError:
-                raise InvalidInput("cursor", "not a cursor returned by this API") from None
+        parsed = _position(order, cursor)
+        if parsed is not None:
             stmt = stmt.where(keyset_after(columns, parsed))
         stmt = stmt.order_by(*[(c.desc() if d else c.asc()) for c, d in columns])
         rows = list(await self.repo.page(stmt, limit))
@@ -652,6 +645,20 @@ def _cursor_dump(value: Any) -> Any:
     if isinstance(value, uuid.UUID):
         return str(value)
     return value
+
+
+def _position(order: list[tuple[str, bool]], cursor: str | None) -> list[Any] | None:
+    """The sort key (order's columns, then id) a cursor continues after; None for the first page."""
+    position = decode_cursor(cursor)
+    if not position:
+        return None
+    values = position.get("k")
+    if not isinstance(values, list) or len(values) != len(order) + 1:
+        raise InvalidInput("cursor", "not a cursor for this sort order")
+    try:
+        return [_cursor_value(name, v) for (name, _d), v in zip([*order, ("id", False)], values, strict=True)]
+    except ValueError:
+        raise InvalidInput("cursor", "not a cursor returned by this API") from None
 
 
 def _cursor_value(name: str, value: Any) -> Any:
