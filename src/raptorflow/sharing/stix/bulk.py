@@ -82,6 +82,55 @@ def simple_of(pattern: str) -> tuple[str, str] | None:
     return read_simple(pattern)
 
 
+@dataclass(frozen=True, slots=True)
+class IndicatorFields:
+    """What a STIX indicator says, read and checked the same way on every import path."""
+
+    kind: str
+    value: str
+    valid_from: datetime
+    valid_until: datetime | None
+    classification: str
+    confidence: int | None
+    description: str | None
+
+
+def indicator_fields(obj: dict[str, Any], default_confidence: int | None) -> IndicatorFields:
+    """The pattern (a simple comparison as a typed value, any other valid pattern verbatim as
+    `stix-pattern`), validity, classification, confidence and description of a STIX indicator."""
+    pattern = obj.get("pattern")
+    if not isinstance(pattern, str) or not pattern.strip():
+        raise Rejected("pattern is required")
+    if obj.get("pattern_type", "stix") != "stix":
+        raise Rejected(f"pattern_type {obj.get('pattern_type')!r} is not supported (stix only)")
+    valid_from = parse_ts(obj.get("valid_from"), "valid_from")
+    valid_until = opt_ts(obj, "valid_until")
+    if valid_until is not None and valid_until <= valid_from:
+        raise Rejected("valid_until must be after valid_from")
+    simple = simple_of(pattern)
+    if simple is not None:
+        kind, value = simple
+    else:
+        errors = grammar_errors(pattern)
+        if errors:
+            raise Rejected("pattern: " + errors[0][:500])
+        kind, value = "stix-pattern", pattern.strip()
+    classification = "unknown"
+    for t in obj.get("indicator_types") or ():
+        if isinstance(t, str) and t in render.CLASSIFICATION_OF:
+            classification = render.CLASSIFICATION_OF[t]
+            break
+    confidence = obj.get("confidence")
+    if not (isinstance(confidence, int) and not isinstance(confidence, bool) and 0 <= confidence <= 100):
+        confidence = default_confidence
+    name = obj.get("name")
+    description = obj.get("description") if isinstance(obj.get("description"), str) else None
+    if not description and isinstance(name, str) and name != value:
+        description = name
+    description = description[:10_000] if description else None
+    return IndicatorFields(kind, value, valid_from, valid_until, classification, confidence, description)
+
+
 def pydantic_reason(exc: ValidationError) -> str:
     """The reason the bulk path gives for an item pydantic refuses."""
     parts = []
@@ -112,36 +161,9 @@ class IndicatorRows:
 
     def row(self, index: int, obj: dict[str, Any], modified: datetime | None) -> tuple[Any, ...]:
         """The staging row of a valid indicator; Rejected with the reason otherwise."""
-        pattern = obj.get("pattern")
-        if not isinstance(pattern, str) or not pattern.strip():
-            raise Rejected("pattern is required")
-        if obj.get("pattern_type", "stix") != "stix":
-            raise Rejected(f"pattern_type {obj.get('pattern_type')!r} is not supported (stix only)")
-        valid_from = parse_ts(obj.get("valid_from"), "valid_from")
-        valid_until = opt_ts(obj, "valid_until")
-        if valid_until is not None and valid_until <= valid_from:
-            raise Rejected("valid_until must be after valid_from")
-        simple = simple_of(pattern)
-        if simple is not None:
-            kind, value = simple
-        else:
-            errors = grammar_errors(pattern)
-            if errors:
-                raise Rejected("pattern: " + errors[0][:500])
-            kind, value = "stix-pattern", pattern.strip()
-        classification = "unknown"
-        for t in obj.get("indicator_types") or ():
-            if isinstance(t, str) and t in render.CLASSIFICATION_OF:
-                classification = render.CLASSIFICATION_OF[t]
-                break
-        confidence = obj.get("confidence")
-        if not (isinstance(confidence, int) and not isinstance(confidence, bool) and 0 <= confidence <= 100):
-            confidence = self.confidence
-        name = obj.get("name")
-        description = obj.get("description") if isinstance(obj.get("description"), str) else None
-        if not description and isinstance(name, str) and name != value:
-            description = name
-        description = description[:10_000] if description else None
+        f = indicator_fields(obj, self.confidence)
+        kind, value, valid_from, valid_until = f.kind, f.value, f.valid_from, f.valid_until
+        classification, confidence, description = f.classification, f.confidence, f.description
         tlp, marks = self._tlp(obj)
         tags = self._tags_json(obj)
         value, description = self._as_bulk_item(value, kind, description, tags)

@@ -36,10 +36,15 @@ from raptorflow.kit.db import new_id, utcnow
 from raptorflow.kit.errors import InvalidInput
 from raptorflow.models import Campaign, Indicator, Relationship, Report, Sighting, ThreatActor, Vulnerability
 from raptorflow.sharing.stix import render
-from raptorflow.sharing.stix.bulk import MARKS_SEPARATOR, TLP_ORDER, Rejected, StagedIndicators
+from raptorflow.sharing.stix.bulk import (
+    MARKS_SEPARATOR,
+    TLP_ORDER,
+    Rejected,
+    StagedIndicators,
+    indicator_fields,
+)
 from raptorflow.sharing.stix.bulk import opt_ts as _opt_ts
 from raptorflow.sharing.stix.bulk import parse_ts as _parse_ts
-from raptorflow.sharing.stix.patterns import grammar_errors, read_simple
 from raptorflow.sharing.stix.repository import StixRepository
 from raptorflow.sharing.stix.stream import bundle_windows
 
@@ -673,50 +678,21 @@ class Importer:
             await self.repo.set_indicator_stix_ids(stix_ids)
 
     def _indicator_item(self, obj: dict[str, Any]) -> dict[str, Any]:
-        pattern = obj.get("pattern")
-        if not isinstance(pattern, str) or not pattern.strip():
-            raise Rejected("pattern is required")
-        if obj.get("pattern_type", "stix") != "stix":
-            raise Rejected(f"pattern_type {obj.get('pattern_type')!r} is not supported (stix only)")
-        valid_from = _parse_ts(obj.get("valid_from"), "valid_from")
-        valid_until = _opt_ts(obj, "valid_until")
-        if valid_until is not None and valid_until <= valid_from:
-            raise Rejected("valid_until must be after valid_from")
-        simple = read_simple(pattern)
-        if simple is not None:
-            kind, value = simple
-        else:
-            errors = grammar_errors(pattern)
-            if errors:
-                raise Rejected("pattern: " + errors[0][:500])
-            kind, value = "stix-pattern", pattern.strip()
-        classification = "unknown"
-        for t in obj.get("indicator_types") or ():
-            if isinstance(t, str) and t in render.CLASSIFICATION_OF:
-                classification = render.CLASSIFICATION_OF[t]
-                break
-        confidence = obj.get("confidence")
-        if not (isinstance(confidence, int) and not isinstance(confidence, bool) and 0 <= confidence <= 100):
-            confidence = self.defaults.confidence
-        name = obj.get("name")
-        description = obj.get("description") if isinstance(obj.get("description"), str) else None
-        if not description and isinstance(name, str) and name != value:
-            description = name
-        item: dict[str, Any] = {
-            "value": value,
-            "type": kind,
+        f = indicator_fields(obj, self.defaults.confidence)
+        return {
+            "value": f.value,
+            "type": f.kind,
             "project_id": self.defaults.project_id,
-            "classification": classification,
-            "confidence": confidence,
+            "classification": f.classification,
+            "confidence": f.confidence,
             "tlp": self._tlp(obj),
             "tags": self._tags(obj),
-            "description": description[:10_000] if description else None,
+            "description": f.description,
             "source": self.defaults.source,
-            "valid_from": valid_from,
-            "valid_until": valid_until,
-            "first_seen": valid_from if valid_from <= self.now else None,
+            "valid_from": f.valid_from,
+            "valid_until": f.valid_until,
+            "first_seen": f.valid_from if f.valid_from <= self.now else None,
         }
-        return item
 
 
 async def _one(objects: list[Any]) -> AsyncIterator[list[Any]]:

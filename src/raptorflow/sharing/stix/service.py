@@ -40,6 +40,7 @@ from raptorflow.models import Indicator, Report
 from raptorflow.sharing.stix import render
 from raptorflow.sharing.stix.importer import ImportDefaults, Importer, ImportReport
 from raptorflow.sharing.stix.repository import CONTEXT_MODELS, StixRepository
+from raptorflow.sharing.stix.stream import objects_of
 
 __all__ = [
     "ImportDefaults",
@@ -337,15 +338,4 @@ def _objects_of(data: dict[str, Any] | list[Any] | bytes | str) -> list[Any]:
             data = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
             raise InvalidInput("body", f"not JSON: {exc}") from None
-    if isinstance(data, dict):
-        if data.get("type") != "bundle":
-            if "type" in data and "id" in data:
-                return [data]
-            raise InvalidInput("type", "expected a STIX bundle (type 'bundle') or a list of STIX objects")
-        objects = data.get("objects", [])
-        if not isinstance(objects, list):
-            raise InvalidInput("objects", "must be a list of STIX objects")
-        return objects
-    if isinstance(data, list):
-        return data
-    raise InvalidInput("body", "expected a STIX bundle or a list of STIX objects")
+    return objects_of(data)
