@@ -195,3 +195,20 @@ def test_ids_are_time_ordered_uuid7() -> None:
     assert all(first < x for x in later)
     assert len(set(later)) == 1000
     assert abs(int(first.hex[:12], 16) - time.time_ns() // 1_000_000) < 5_000
+
+
+def test_new_ids_are_distinct_time_ordered_uuid7() -> None:
+    """Bulk inserts take their primary keys from `new_ids`: RFC 9562 version 7, variant 10, the current
+    millisecond in the first 48 bits (rows land at the end of the primary-key index), all distinct."""
+    import time as _time
+
+    from raptorflow.kit.db import new_id, new_ids
+
+    before = _time.time_ns() // 1_000_000
+    ids = new_ids(2_000)
+    after = _time.time_ns() // 1_000_000
+    assert len(set(ids)) == 2_000
+    for made in (*ids, new_id()):
+        assert made.version == 7 and (made.int >> 62) & 0b11 == 0b10
+        assert before <= made.int >> 80 <= after + 1_000
+    assert new_ids(0) == []
