@@ -134,6 +134,17 @@ async def raw_copy_reference(dsn: str, values: list[str]) -> float:
         await conn.close()
 
 
+async def kept_state(dsn: str) -> str | None:
+    """The API key of a kept database's first org, once that database has been loaded (--keep)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        if not await conn.fetchval("SELECT to_regclass('bench_state') IS NOT NULL"):
+            return None
+        return str(await conn.fetchval("SELECT api_key FROM bench_state"))
+    finally:
+        await conn.close()
+
+
 async def admin_on(dsn: str, sql: str) -> None:
     """One statement as the database owner (maintenance the app role may not run)."""
     conn = await asyncpg.connect(dsn)
@@ -216,13 +227,25 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="10,000 + 1,000 indicators, short wrk runs")
     parser.add_argument("--seconds", type=int, default=None, help="duration of each wrk run")
+    parser.add_argument(
+        "--keep",
+        metavar="DB",
+        default=None,
+        help="use and keep this database: loaded on the first run, reused (no bulk figure) on the next ones",
+    )
+    parser.add_argument(
+        "--only",
+        default="lookup,batch,search",
+        help="read figures to measure, comma-separated among lookup,batch,search (default: all)",
+    )
     args = parser.parse_args()
+    only = set(args.only.split(","))
     n_main, n_other = (10_000, 1_000) if args.quick else (1_000_000, 100_000)
     seconds = args.seconds or (3 if args.quick else 10)
     if not shutil.which("wrk"):
         sys.exit("bench: wrk is not installed (make bench installs it with apt-get)")
 
-    db = f"raptorflow_bench_{uuid.uuid4().hex[:8]}"
+    db = args.keep or f"raptorflow_bench_{uuid.uuid4().hex[:8]}"
     admin_loop = asyncio.new_event_loop()
 
     async def admin(sql: str) -> None:
@@ -232,7 +255,15 @@ def main() -> None:
         finally:
             await conn.close()
 
-    admin_loop.run_until_complete(admin(f'CREATE DATABASE "{db}"'))
+    async def exists() -> bool:
+        conn = await asyncpg.connect(ADMIN_DSN)
+        try:
+            return bool(await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", db))
+        finally:
+            await conn.close()
+
+    if not (args.keep and admin_loop.run_until_complete(exists())):
+        admin_loop.run_until_complete(admin(f'CREATE DATABASE "{db}"'))
     dsn = ADMIN_DSN.rsplit("/", 1)[0] + "/" + db
     url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
     env = {
@@ -265,28 +296,35 @@ def main() -> None:
             except httpx.TransportError:
                 time.sleep(0.2)
         loop = asyncio.new_event_loop()
-        _org, key = loop.run_until_complete(setup_tenant(base, "bench@example.com", "bench"))
-        _org2, key2 = loop.run_until_complete(setup_tenant(base, "bench2@example.com", "bench-two"))
-        headers = {"X-API-Key": key}
         values = indicator_values(n_main, 1)
         other = indicator_values(n_other, 2)
         rows: list[tuple[str, str, str]] = []
-
-        copy_rate = loop.run_until_complete(raw_copy_reference(dsn, values))
-        bulk_rate = loop.run_until_complete(bulk_load(base, headers, values, concurrency=4))
-        loop.run_until_complete(bulk_load(base, {"X-API-Key": key2}, other, concurrency=4))
-        rows.append(
-            (
-                "bulk create over HTTP (1,000/request, 4 in flight)",
-                f"{bulk_rate:,.0f} indicators/s",
-                f"raw COPY, same rows, same indexed table: {copy_rate:,.0f} rows/s ({bulk_rate / copy_rate:.0%})",
-                "target ≥ 40,000/s",
+        state = loop.run_until_complete(kept_state(dsn)) if args.keep else None
+        if state is not None:
+            key = state
+            print(f"bench: reusing the data of database {db} (no bulk figure)", file=sys.stderr)
+        else:
+            _org, key = loop.run_until_complete(setup_tenant(base, "bench@example.com", "bench"))
+            _org2, key2 = loop.run_until_complete(setup_tenant(base, "bench2@example.com", "bench-two"))
+            copy_rate = loop.run_until_complete(raw_copy_reference(dsn, values))
+            bulk_rate = loop.run_until_complete(bulk_load(base, {"X-API-Key": key}, values, concurrency=4))
+            loop.run_until_complete(bulk_load(base, {"X-API-Key": key2}, other, concurrency=4))
+            rows.append(
+                (
+                    "bulk create over HTTP (1,000/request, 4 in flight)",
+                    f"{bulk_rate:,.0f} indicators/s",
+                    f"raw COPY, same rows, same indexed table: {copy_rate:,.0f} rows/s ({bulk_rate / copy_rate:.0%})",
+                    "target ≥ 40,000/s",
+                )
             )
-        )
-
-        # What autovacuum does within a minute of a large load (statistics, GIN pending lists), done
-        # now so the read figures below are those of settled data rather than of the load's tail.
-        loop.run_until_complete(admin_on(dsn, "VACUUM ANALYZE indicators"))
+            # What autovacuum does within a minute of a large load (statistics, GIN pending lists), done
+            # now so the read figures below are those of settled data rather than of the load's tail.
+            loop.run_until_complete(admin_on(dsn, "VACUUM ANALYZE indicators"))
+            if args.keep:
+                loop.run_until_complete(
+                    admin_on(dsn, f"CREATE TABLE bench_state AS SELECT '{key}'::text AS api_key")
+                )
+        headers = {"X-API-Key": key}
 
         lookup_lua = Path(tempfile.mkdtemp()) / "lookup.lua"
         sample = random.Random(3).sample(values, 2000)
@@ -295,7 +333,7 @@ def main() -> None:
             "local i = 0\nrequest = function()\n  i = i + 1\n"
             "  return wrk.format('GET', '/api/v1/lookup?value=' .. values[(i % #values) + 1])\nend\n"
         )
-        for conns in (4, 32):
+        for conns in (4, 32) if "lookup" in only else ():
             bare = run_wrk(base + "/health", {}, conns, seconds, None)
             look = run_wrk(base + "/api/v1/lookup", headers, conns, seconds, str(lookup_lua))
             ratio = look["rps"] / bare["rps"] * 100
@@ -309,35 +347,37 @@ def main() -> None:
                 )
             )
 
-        # 20 different batches of 10,000 known values (nothing a cache of the previous batch could answer).
-        pick = random.Random(4)
-        batches = [pick.sample(values, min(10_000, len(values))) for _ in range(20)]
-        lat = loop.run_until_complete(
-            timed_requests(
-                base, headers, [("POST", "/api/v1/lookup", {"json": {"values": b}}) for b in batches]
+        if "batch" in only:
+            # 20 different batches of 10,000 known values (nothing a cache of the previous batch could answer).
+            pick = random.Random(4)
+            batches = [pick.sample(values, min(10_000, len(values))) for _ in range(20)]
+            lat = loop.run_until_complete(
+                timed_requests(
+                    base, headers, [("POST", "/api/v1/lookup", {"json": {"values": b}}) for b in batches]
+                )
             )
-        )
-        rows.append(
-            (
-                "batch lookup, 10,000 values",
-                f"p50 {statistics.median(lat):.0f} ms, p95 {pct(lat, 0.95):.0f} ms",
-                f"{10_000 / (statistics.median(lat) / 1000):,.0f} values/s",
-                "target < 100 ms",
+            rows.append(
+                (
+                    "batch lookup, 10,000 values",
+                    f"p50 {statistics.median(lat):.0f} ms, p95 {pct(lat, 0.95):.0f} ms",
+                    f"{10_000 / (statistics.median(lat) / 1000):,.0f} values/s",
+                    "target < 100 ms",
+                )
             )
-        )
 
-        rnd = random.Random(5)
-        terms = [rnd.choice(values)[3:9] for _ in range(100)] + ["login", "payload", "example7", "cdn-9"]
-        search = [("GET", "/api/v1/indicators/search", {"params": {"q": t, "limit": 50}}) for t in terms]
-        lat = loop.run_until_complete(timed_requests(base, headers, search))
-        rows.append(
-            (
-                "substring search, first page of 50",
-                f"p50 {statistics.median(lat):.1f} ms, p95 {pct(lat, 0.95):.1f} ms",
-                f"{len(terms)} terms",
-                "target p95 < 50 ms",
+        if "search" in only:
+            rnd = random.Random(5)
+            terms = [rnd.choice(values)[3:9] for _ in range(100)] + ["login", "payload", "example7", "cdn-9"]
+            search = [("GET", "/api/v1/indicators/search", {"params": {"q": t, "limit": 50}}) for t in terms]
+            lat = loop.run_until_complete(timed_requests(base, headers, search))
+            rows.append(
+                (
+                    "substring search, first page of 50",
+                    f"p50 {statistics.median(lat):.1f} ms, p95 {pct(lat, 0.95):.1f} ms",
+                    f"{len(terms)} terms",
+                    "target p95 < 50 ms",
+                )
             )
-        )
 
         width = max(len(r[0]) for r in rows)
         print(
@@ -349,7 +389,8 @@ def main() -> None:
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
-        admin_loop.run_until_complete(admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+        if not args.keep:
+            admin_loop.run_until_complete(admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
 
 
 if __name__ == "__main__":
