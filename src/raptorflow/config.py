@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=6000, ge=1)
     rate_limit_principal_per_minute: int = Field(default=3000, ge=1)
     rate_limit_anonymous_per_minute: int = Field(default=60, ge=1)
+    # With Redis: hits of a key far from its limit are counted per process and added in Redis this
+    # often (0 = every hit checked in Redis). See kit.ratelimit.RedisWindowLimiter.
+    rate_limit_sync_ms: int = Field(default=100, ge=0, le=10_000)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_json_depth: int = Field(default=32, ge=2, le=1000)
     cors_origins: list[str] = Field(default_factory=list)

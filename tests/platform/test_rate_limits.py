@@ -11,12 +11,14 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from limits import RateLimitItemPerMinute
+from redis.asyncio import Redis as AsyncRedis
 
 from raptorflow.app import create_app
 from raptorflow.jobs.execution import execute_system
 from raptorflow.jobs.usage import FLUSH_TASK, requests_this_month
 from raptorflow.kit.metrics import LIMITER_UNAVAILABLE
-from raptorflow.kit.ratelimit import OrgLimits, seconds_to_next_month
+from raptorflow.kit.ratelimit import OrgLimits, RedisWindowLimiter, seconds_to_next_month
 from tests.conftest import create_org, make_settings, require_service, sign_up, truncate_all
 from tests.platform.conftest import TEST_REDIS_DB_URL
 
@@ -238,3 +240,84 @@ async def test_redis_windows_count_both_limits_in_one_round_trip(
     assert 200 in codes and codes[-1] == 429
     last = await strict.get("/api/v1/jobs", headers=other.in_org(other_org))
     assert last.json()["limit"] == "principal" and last.headers["x-ratelimit-remaining"] == "0"
+
+
+async def _window_counts(url: str, pattern: str) -> dict[bytes, int]:
+    client = redis.Redis.from_url(url)
+    try:
+        return {key: int(client.get(key) or 0) for key in client.keys(pattern)}
+    finally:
+        client.close()
+
+
+async def test_keys_far_from_their_limit_are_counted_in_process_and_synced(redis_db14: str) -> None:
+    """With a sync interval, a key's first hit of a window is checked in Redis, the next ones are
+    counted in the process (exact remaining counts for that process) until `sync` adds them in Redis."""
+    client = AsyncRedis.from_url(redis_db14)
+    limiter = RedisWindowLimiter(client, sync_s=3600)  # no background sync during the test
+    item = RateLimitItemPerMinute(1000)
+    try:
+        remaining = [(await limiter.hit(item, "org", "synced")).remaining for _ in range(10)]
+        assert remaining == list(range(999, 989, -1))
+        assert list((await _window_counts(redis_db14, "rf:rl:*synced*")).values()) == [1]  # the first hit
+        await limiter.sync()
+        assert list((await _window_counts(redis_db14, "rf:rl:*synced*")).values()) == [10]
+        # Nothing is counted twice: the next sync has nothing to add.
+        assert (await limiter.hit(item, "org", "synced")).remaining == 989
+        await limiter.sync()
+        await limiter.sync()
+        assert list((await _window_counts(redis_db14, "rf:rl:*synced*")).values()) == [11]
+    finally:
+        await client.aclose()
+
+
+async def test_processes_counting_locally_still_stop_at_the_limit(redis_db14: str) -> None:
+    """Two processes alternating on one key: far from the limit each counts on its own (and asks Redis
+    every hundredth of the limit), near it every hit is checked in Redis — exactly the limit is admitted."""
+    clients = [AsyncRedis.from_url(redis_db14) for _ in range(2)]
+    limiters = [RedisWindowLimiter(c, sync_s=3600) for c in clients]
+    item = RateLimitItemPerMinute(200)
+    try:
+        allowed = 0
+        for i in range(260):
+            state = await limiters[i % 2].hit(item, "org", "two-processes")
+            allowed += state.allowed
+            assert state.remaining >= 0
+        assert allowed == 200
+        for limiter in limiters:
+            await limiter.sync()
+        assert list((await _window_counts(redis_db14, "rf:rl:*two-processes*")).values()) == [200]
+    finally:
+        for c in clients:
+            await c.aclose()
+
+
+async def test_hits_counted_locally_go_to_their_own_window(
+    redis_db14: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hits counted in the process just before a window ends are added to that window (now the previous
+    one, weighted by the sliding window), not to the new one."""
+    client = AsyncRedis.from_url(redis_db14)
+    limiter = RedisWindowLimiter(client, sync_s=3600)
+    item = RateLimitItemPerMinute(1000)
+    start = (int(time.time()) // 60 + 1) * 60  # the start of a minute, in the future: no one else's keys
+    clock = {"now": start + 50.0}
+    monkeypatch.setattr("raptorflow.kit.ratelimit.time.time", lambda: clock["now"])
+    try:
+        for _ in range(10):
+            await limiter.hit(item, "org", "rollover")
+        clock["now"] = start + 60 + 1.0  # one second into the next window
+        state = await limiter.hit(item, "org", "rollover")
+        # previous window: 10 hits weighted by 59/60 -> 9; current: this one.
+        assert state.remaining == 1000 - 9 - 1
+        counts = await _window_counts(redis_db14, "rf:rl:*rollover*")
+        assert sorted(counts.values()) == [1, 10]
+    finally:
+        await client.aclose()
+
+
+async def test_sync_interval_setting(make_client: Callable[..., Any], redis_db14: str) -> None:
+    exact, _http = await make_client(redis_url=redis_db14, rate_limit_sync_ms=0)
+    synced, _http2 = await make_client(redis_url=redis_db14)
+    assert exact.state.request_limits.limiter.sync_s == 0
+    assert synced.state.request_limits.limiter.sync_s == 0.1

@@ -134,9 +134,10 @@ def install_platform(app: Any) -> None:
     app.state.org_limits = default_org_limits
     app.state.metrics_hooks = scrape_hooks(app)
     app.include_router(metrics_router(PublicRoute))
-    # With Redis, the credential's and the org's windows are checked in one round trip.
+    # With Redis, the credential's and the org's windows are checked in one round trip, or none while
+    # both are far from their limits (counted here, added in Redis every rate_limit_sync_ms).
     request_limiter = (
-        RedisWindowLimiter(app.state.redis)
+        RedisWindowLimiter(app.state.redis, sync_s=settings.rate_limit_sync_ms / 1000)
         if app.state.redis is not None
         else Limiter(make_storage(None), sliding_counter=True)
     )
