@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import orjson
+import pytest
 from sqlalchemy import insert
 
+from raptorflow.intel.lookup import service as lookup_service
+from raptorflow.intel.lookup.service import LookupService
 from raptorflow.kit.db import new_id, utcnow
 from raptorflow.kit.tenancy import bind_org
 from raptorflow.models import Campaign, Relationship, ThreatActor
@@ -176,3 +181,64 @@ async def test_a_lookup_leaves_no_org_bound_on_its_connection(client: httpx.Asyn
     assert settings <= {"", None}
     visible = await pool.fetch("SELECT count(*) FROM indicators")
     assert visible[0][0] == 0  # as the app role with no org bound, row-level security shows nothing
+
+
+class _RenderingPool:
+    """Stands in for the direct pool under a batch: answers raptorflow_lookup_json's row (positions of
+    the keys it "finds", their matches joined by newlines) for values starting with "hit", and fails
+    the statement that carries `fail`."""
+
+    def __init__(self, fail: str | None = None) -> None:
+        self.fail = fail
+        self.statements: list[list[str]] = []
+
+    async def fetch(self, _sql: str, _org: uuid.UUID, types: list[str], values: list[str], *_: Any) -> Any:
+        self.statements.append(values)
+        await asyncio.sleep(0.01 * len(self.statements))  # later statements finish later
+        if self.fail in values:
+            raise RuntimeError("statement failed")
+        found = [i for i, value in enumerate(values) if value.startswith("hit")]
+        if not found:
+            return [(None, None)]
+        return [(found, "\n".join(f'[{{"value":"{values[i]}","type":"{types[i]}"}}]' for i in found))]
+
+
+async def test_batch_chunks_map_matches_back_to_every_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Positions from several statements land on the right answers, repeats included, order kept."""
+    monkeypatch.setattr(lookup_service, "FIRST_CHUNK", 2)
+    monkeypatch.setattr(lookup_service, "PART_MIN", 1)
+    pool = _RenderingPool()
+    values = [
+        "hit1.example",
+        "miss.example",
+        "???",
+        "HIT1.example",
+        "hit2.example",
+        "hit3.example",
+        "x.example",
+    ]
+    answers = await LookupService.on_pool(pool, uuid.uuid4()).lookup(values)
+    assert len(pool.statements) == 3  # the first 2 keys, then the other 4 in LAST_PARTS = 2 parts
+    assert sorted(v for s in pool.statements for v in s) == sorted(
+        ["hit1.example", "miss.example", "hit2.example", "hit3.example", "x.example"]
+    )
+    assert [a["value"] for a in answers] == values
+    assert [a["found"] for a in answers] == [True, False, False, True, True, True, False]
+    for answer in answers:
+        expected = [{"value": answer["normalized"], "type": "domain"}] if answer["found"] else []
+        assert orjson.loads(orjson.dumps(answer["matches"])) == expected
+    assert answers[2]["error"] and answers[2]["type"] is None
+
+
+async def test_a_failed_batch_statement_fails_the_batch_and_leaves_nothing_running(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(lookup_service, "FIRST_CHUNK", 2)
+    monkeypatch.setattr(lookup_service, "PART_MIN", 1)
+    pool = _RenderingPool(fail="hit2.example")
+    before = asyncio.all_tasks()
+    with pytest.raises(RuntimeError, match="statement failed"):
+        await LookupService.on_pool(pool, uuid.uuid4()).lookup(
+            ["hit1.example", "a.example", "hit2.example", "b.example", "hit3.example"]
+        )
+    assert asyncio.all_tasks() <= before  # every statement had finished before the error came out

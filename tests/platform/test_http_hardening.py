@@ -150,3 +150,45 @@ async def test_streaming_response_after_a_checked_json_body_is_not_cut_short() -
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=wrapped), base_url="http://t") as http:
         response = await http.post("/stream", json={"count": 50})
     assert response.text.splitlines() == [str(i) for i in range(50)]
+
+
+async def _raw_response(app: Any, accept: str) -> tuple[dict[bytes, bytes], bytes]:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [(b"accept-encoding", accept.encode())]}
+    await app(scope, receive, send)
+    headers = dict(sent[0]["headers"])
+    return headers, b"".join(m.get("body", b"") for m in sent[1:])
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_isal_gzip_is_standard_gzip(streamed: bool) -> None:
+    """ISA-L's gzip (one body, or a stream of chunks flushed one by one, below and above the size that
+    goes to a worker thread) is read back by the standard library as the exact bytes sent."""
+    from raptorflow.kit.middleware import IsalGZipMiddleware
+
+    parts = [orjson.dumps({"n": i, "text": "indicator " * (i * 4000)}) for i in range(1, 6)]
+    original = b"".join(parts)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"application/json")]
+        if not streamed:
+            headers.append((b"content-length", str(len(original)).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        chunks = parts if streamed else [original]
+        for i, chunk in enumerate(chunks):
+            await send({"type": "http.response.body", "body": chunk, "more_body": i < len(chunks) - 1})
+
+    middleware = IsalGZipMiddleware(app, minimum_size=1024, compresslevel=1)
+    headers, body = await _raw_response(middleware, "gzip, deflate")
+    assert headers[b"content-encoding"] == b"gzip"
+    assert len(body) < len(original) / 10
+    assert gzip.decompress(body) == original
+    plain_headers, plain = await _raw_response(middleware, "identity")
+    assert b"content-encoding" not in plain_headers and plain == original
