@@ -18,7 +18,14 @@ from raptorflow.app import create_app
 from raptorflow.jobs.execution import execute_system
 from raptorflow.jobs.usage import FLUSH_TASK, requests_this_month
 from raptorflow.kit.metrics import LIMITER_UNAVAILABLE
-from raptorflow.kit.ratelimit import OrgLimits, RedisWindowLimiter, seconds_to_next_month
+from raptorflow.kit.ratelimit import (
+    USAGE_KEY,
+    USAGE_ORGS_KEY,
+    OrgLimits,
+    RedisWindowLimiter,
+    month_of,
+    seconds_to_next_month,
+)
 from tests.conftest import create_org, make_settings, require_service, sign_up, truncate_all
 from tests.platform.conftest import TEST_REDIS_DB_URL
 
@@ -321,3 +328,31 @@ async def test_sync_interval_setting(make_client: Callable[..., Any], redis_db14
     synced, _http2 = await make_client(redis_url=redis_db14)
     assert exact.state.request_limits.limiter.sync_s == 0
     assert synced.state.request_limits.limiter.sync_s == 0.1
+
+
+async def test_flush_skips_orgs_that_no_longer_exist(
+    make_client: Callable[..., Any], redis_db14: str
+) -> None:
+    """A purged org's count stays in Redis until the month's keys expire; the flush writes every other
+    org's count instead of failing on it (one foreign-key error aborted the whole flush)."""
+    application, http = await make_client(redis_url=redis_db14, redis_timeout_ms=2000)
+    actor = await sign_up(http, "flush-gone@example.com")
+    org_id = await create_org(actor, "flush-gone")
+    for _ in range(3):
+        assert (await http.get("/api/v1/jobs", headers=actor.in_org(org_id))).status_code == 200
+    await application.state.usage_meter.push()
+    month = month_of(datetime.now(UTC))
+    gone = uuid.uuid4()
+    client = redis.Redis.from_url(redis_db14)
+    try:
+        client.sadd(USAGE_ORGS_KEY.format(month=month), str(gone))
+        client.set(USAGE_KEY.format(month=month, org=gone), 42)
+    finally:
+        client.close()
+    result = await execute_system(
+        application.state.session_factory, application.state.settings, FLUSH_TASK,
+        meter=application.state.usage_meter,
+    )  # fmt: skip
+    assert result == {"flushed": 1}
+    async with application.state.session_factory() as session:
+        assert await requests_this_month(session, uuid.UUID(org_id)) == 3

@@ -32,7 +32,7 @@ from raptorflow.kit.ratelimit import (
     month_of,
 )
 from raptorflow.kit.tenancy import bind_org, cross_tenant
-from raptorflow.models import UsageCounter
+from raptorflow.models import Organization, UsageCounter
 
 FLUSH_TASK = "platform.usage_flush"
 
@@ -70,11 +70,24 @@ async def requests_this_month(app_or_session: Any, org_id: uuid.UUID) -> int:
 
 
 async def write_usage(session: AsyncSession, month: str, totals: dict[uuid.UUID, int]) -> int:
-    """Upsert totals, never lowering a stored count (a restarted Redis may briefly know less)."""
+    """Upsert totals, never lowering a stored count (a restarted Redis may briefly know less).
+
+    Orgs that no longer exist are skipped: Redis keeps a purged org's count until the month's keys
+    expire, and one row failing its foreign key would abort every org's flush with it.
+    """
     if not totals:
         return 0
+    existing = set(
+        (await session.execute(select(Organization.id).where(Organization.id.in_(list(totals))))).scalars()
+    )
     now = utcnow()
-    rows = [{"org_id": o, "month": month, "requests": n, "updated_at": now} for o, n in totals.items()]
+    rows = [
+        {"org_id": o, "month": month, "requests": n, "updated_at": now}
+        for o, n in totals.items()
+        if o in existing
+    ]
+    if not rows:
+        return 0
     if dialect_name(session) == "postgresql":
         pg = pg_insert(UsageCounter).values(rows)
         stmt: Any = pg.on_conflict_do_update(
