@@ -649,6 +649,13 @@ _NEAR_CANONICAL = [
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "a" * 64 + ".com",
     "hklm.example.com", "1boatslcvpakabq5rgv8eky7rn5ey2ea2q.com", "bc1.example.org",
     ("a" * 63 + ".") * 3 + "com", ("a" * 63 + ".") * 4 + "com",
+    "http://example.com", "https://example.com/", "http://host1.example.net/a1b2/payload.bin",
+    "http://host.example.net/p?q=1&r=2#frag", "https://a.b/%41%42", "http://1.2.3.4/x", "http://01.2.3.4/",
+    "http://example.123/x", "http://x_y.example.c_m/", "http://-bad-.example.com/", "http://localhost/",
+    "http://xn--bcher-kva.example/", "http://xn--zz.example/", "http://example.com/hxxp:/x",
+    "http://example.com/a[.]b", "http://example.com/(dot)", "http://example.com/a'", "http://example.com/a>",
+    "http://example.com:80/", "http://user@example.com/", "http://example.com/\\x", "httpx://example.com/",
+    "http://" + "a" * 64 + ".com/", "http://" + ("a" * 63 + ".") * 4 + "com/", "https://e.com/" + "p" * 2040,
 ]  # fmt: skip
 
 
@@ -665,8 +672,15 @@ def test_shortcut_matches_full_path_on_edge_cases(kind: str | None) -> None:
         st.text(alphabet="abcdefABCDEF0123456789", min_size=30, max_size=130),
         st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789._-", min_size=1, max_size=80),
         domains(),
+        urls(),
+        st.builds(
+            "{}://{}{}".format,
+            st.sampled_from(["http", "https", "HTTP", "hxxp", "ftp"]),
+            st.one_of(domains(), st.text(alphabet="abcxyz0123456789._-:@[]", min_size=1, max_size=30)),
+            st.text(alphabet="/abcXYZ019-._~!$&*+,;=%?#:@()[]{}'\"<>\\ x", max_size=40),
+        ),
     ),
-    kind=st.sampled_from([None, "ip", "ipv4", "domain", "md5", "sha256", "asn"]),
+    kind=st.sampled_from([None, "ip", "ipv4", "domain", "md5", "sha256", "asn", "url"]),
 )
 def test_shortcut_matches_full_path(value: str, kind: str | None) -> None:
     assert _outcome(value, kind) == _full_outcome(value, kind)

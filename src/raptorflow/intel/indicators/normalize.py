@@ -681,16 +681,23 @@ _FAST_TYPES = {
     "ip": IndicatorType.ipv4,
     "ipv4": IndicatorType.ipv4,
     "domain": IndicatorType.domain,
+    "url": IndicatorType.url,
     **{t.value: t for t in _HASH_LENGTH},
 }
 # Values already in normal form, the bulk of every feed: a dotted-quad IPv4 without leading zeros, a hex
-# hash, a lower-case ASCII domain. `_already_normal` recognises them with one or two regex matches and
-# gives the answer the full path (refang, detection, per-type checks) would give;
-# tests/intel/test_normalize.py holds the two to the same answers.
+# hash, a lower-case ASCII domain, an http(s) URL on such a domain. `_already_normal` recognises them
+# with one or two regex matches and gives the answer the full path (refang, detection, per-type checks)
+# would give; tests/intel/test_normalize.py holds the two to the same answers.
 _CANONICAL_IPV4_RE = re.compile(
     r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}", re.ASCII
 )
 _DOTTED_HOSTNAME_RE = re.compile(r"[a-z0-9_\-]{1,63}(?:\.[a-z0-9_\-]{1,63})+")
+# An http(s) URL in normal form: lower-case scheme and host name, no user info, no port, and after the
+# host only characters that neither refanging (brackets, parentheses, braces, quotes, ':' after hxxp),
+# trimming (quotes, <>, whitespace) nor the URL checks (controls, backslash) would touch.
+_CANONICAL_URL_RE = re.compile(
+    r"https?://([a-z0-9_\-]{1,63}(?:\.[a-z0-9_\-]{1,63})+)((?:/[A-Za-z0-9\-._~!$&*+,;=%/?#]*)?)", re.ASCII
+)
 
 
 def _already_normal(value: str) -> Normalized | None:
@@ -698,6 +705,15 @@ def _already_normal(value: str) -> Normalized | None:
     hash_type = _HASH_BY_LENGTH.get(n)
     if hash_type is not None:
         return Normalized(hash_type, value.lower()) if _HEX_RE.fullmatch(value) else None
+    if value[:4] == "http":
+        url = _CANONICAL_URL_RE.fullmatch(value) if n <= MAX_LENGTH else None
+        if url is None:
+            return None
+        host = url.group(1)
+        tld = host[host.rfind(".") + 1 :]
+        if len(host) > 253 or tld.isdigit() or "_" in tld:
+            return None
+        return Normalized(IndicatorType.url, value if url.group(2) else value + "/")
     if n > 253:
         return None
     if _CANONICAL_IPV4_RE.fullmatch(value):
