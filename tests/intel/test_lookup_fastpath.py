@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
 from raptorflow.app import create_app
-from raptorflow.intel.lookup import fastpath
+from raptorflow.intel.lookup import fastpath, repository
+from raptorflow.intel.lookup.repository import CoalescingFinder
 from tests.conftest import create_org, make_settings, sign_up, truncate_all
 
 ORGS = "/api/v1/organizations"
@@ -26,9 +30,9 @@ def served_fast(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
     original = fastpath.LookupService.on_pool.__func__  # type: ignore[attr-defined]
 
-    def spy(cls: Any, pool: Any, org_id: Any) -> Any:
+    def spy(cls: Any, pool: Any, org_id: Any, *more: Any) -> Any:
         calls.append(str(org_id))
-        return original(cls, pool, org_id)
+        return original(cls, pool, org_id, *more)
 
     monkeypatch.setattr(fastpath.LookupService, "on_pool", classmethod(spy))
     return calls
@@ -117,3 +121,149 @@ async def test_fast_lookups_match_the_route(
         if fast_app.state.direct_pool is not None:
             await fast_app.state.direct_pool.close()
         await truncate_all(app)
+
+
+async def test_lookups_arriving_together_share_statements(
+    database_url: str, redis_url: str, app: Any, served_fast: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Single lookups of one org that arrive while its statement is in flight go out together in the
+    next one; each still gets exactly its own answer (found, expired, archived, linked, unknown), and
+    another org's lookups of the same value never share a statement nor an answer."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("the fast path runs on PostgreSQL's direct pool; SQLite always takes the route")
+    statements: list[tuple[str, int]] = []
+    original = repository.find_on_pool
+
+    async def counted(pool: Any, org_id: Any, keys: Any) -> Any:
+        statements.append((str(org_id), len(keys)))
+        return await original(pool, org_id, keys)
+
+    monkeypatch.setattr(repository, "find_on_pool", counted)
+    fast_app = create_app(make_settings(database_url, redis_url=redis_url))
+    await fast_app.state.redis.flushdb()
+    try:
+        transport = httpx.ASGITransport(app=fast_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            owner = await sign_up(http, "together@example.com")
+            org = await create_org(owner, "together")
+            other = await create_org(owner, "together-other")
+            past = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+            older = (datetime.now(UTC) - timedelta(days=9)).isoformat()
+            items = [{"value": f"host{i}.together.example", "score": 10 + i} for i in range(20)]
+            items += [
+                {"value": "expired.together.example", "valid_from": older, "valid_until": past},
+                {"value": "archived.together.example"},
+                {"value": "203.0.113.7", "score": 77, "tags": ["shared"]},
+            ]
+            made = await http.post(
+                "/api/v1/indicators/bulk", json={"items": items}, headers=owner.in_org(org)
+            )
+            ids = [r["id"] for r in made.json()["results"]]
+            archived = await http.post(f"/api/v1/indicators/{ids[21]}/archive", headers=owner.in_org(org))
+            assert archived.status_code == 200, archived.text
+            actor = await http.post(
+                "/api/v1/threat-actors", json={"name": "APT Together"}, headers=owner.in_org(org)
+            )
+            link = {"source_id": ids[0], "target_id": actor.json()["id"], "relationship_type": "indicates"}
+            linked = await http.post("/api/v1/relationships", json=link, headers=owner.in_org(org))
+            assert linked.status_code == 201, linked.text
+            theirs = {"value": "203.0.113.7", "score": 5, "tags": ["theirs"]}
+            assert (
+                await http.post("/api/v1/indicators", json=theirs, headers=owner.in_org(other))
+            ).status_code == 201
+            mine = {"X-API-Key": (await _key(http, owner.headers, org, "viewer"))["secret"]}
+            their_key = {"X-API-Key": (await _key(http, owner.headers, other, "viewer"))["secret"]}
+
+            asked = [f"host{i}.together.example" for i in range(20)]
+            asked += ["expired.together.example", "archived.together.example", "203.0.113.7"]
+            asked += ["unknown.together.example", "hxxp://host3[.]together[.]example/x"]
+            # One at a time first (the first use of each key reads it into the cache: the route).
+            for key in (mine, their_key):
+                assert (
+                    await http.get("/api/v1/lookup", params={"value": "x.example"}, headers=key)
+                ).status_code == 200
+            alone = {}
+            for value in asked:
+                alone[value] = (
+                    await http.get("/api/v1/lookup", params={"value": value}, headers=mine)
+                ).json()
+            their_alone = (
+                await http.get("/api/v1/lookup", params={"value": "203.0.113.7"}, headers=their_key)
+            ).json()
+            assert (
+                alone["host0.together.example"]["matches"][0]["related"]["actors"][0]["name"]
+                == "APT Together"
+            )
+            assert alone["host5.together.example"]["matches"][0]["effective_score"] == 15
+            assert not alone["expired.together.example"]["found"]
+            assert not alone["archived.together.example"]["found"]
+            assert not alone["unknown.together.example"]["found"]
+            assert alone["203.0.113.7"]["matches"][0]["tags"] == ["shared"]
+            assert their_alone["matches"][0]["tags"] == ["theirs"]
+
+            statements.clear()
+            before = len(served_fast)
+
+            async def look(value: str, key: dict[str, str]) -> Any:
+                response = await http.get("/api/v1/lookup", params={"value": value}, headers=key)
+                assert response.status_code == 200, response.text
+                return response.json()
+
+            together = await asyncio.gather(
+                *(look(v, mine) for v in asked * 2), *(look("203.0.113.7", their_key) for _ in range(5))
+            )
+            assert len(served_fast) - before == len(asked) * 2 + 5  # all on the fast path
+            for value, answer in zip(asked * 2, together, strict=False):
+                assert answer == alone[value], value
+            assert all(answer == their_alone for answer in together[len(asked) * 2 :])
+            # Fewer statements than lookups, some with several keys; each org's in its own statements.
+            assert len(statements) < len(asked) * 2 + 5
+            assert max(n for _org, n in statements) > 1
+            assert {o for o, _n in statements} == {org, other}
+    finally:
+        await fast_app.state.redis.flushdb()
+        await fast_app.state.redis.aclose()
+        await fast_app.state.engine.dispose()
+        if fast_app.state.direct_pool is not None:
+            await fast_app.state.direct_pool.close()
+        await truncate_all(app)
+
+
+class _StandInPool:
+    """A pool whose statements wait for the test, then answer or fail; records the keys of each."""
+
+    def __init__(self, fail: bool) -> None:
+        self.fail = fail
+        self.calls: list[tuple[uuid.UUID, list[str]]] = []
+        self.release = asyncio.Event()
+
+    async def fetch(self, _sql: str, org_id: uuid.UUID, types: list[str], values: list[str]) -> list[Any]:
+        self.calls.append((org_id, values))
+        await self.release.wait()
+        if self.fail:
+            raise ConnectionError("database went away")
+        return []
+
+
+@pytest.mark.parametrize("fail", [False, True])
+async def test_coalescing_finder_batches_per_org_and_fails_every_waiter(fail: bool) -> None:
+    pool = _StandInPool(fail)
+    finder = CoalescingFinder(pool)
+    org_a, org_b = uuid.uuid4(), uuid.uuid4()
+    asks = [(org_a, f"a{i}.example") for i in range(5)] + [(org_b, f"b{i}.example") for i in range(3)]
+    tasks = [asyncio.ensure_future(finder.find(org, [("domain", value)])) for org, value in asks]
+    await asyncio.sleep(0.01)
+    # One statement per org in flight; everything else waits for it.
+    assert [(org, values) for org, values in pool.calls] == [(org_a, ["a0.example"]), (org_b, ["b0.example"])]
+    pool.release.set()
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    # Then the waiting keys of each org went out together, never mixed with the other org's.
+    assert sorted((org == org_a, values) for org, values in pool.calls[2:]) == [
+        (False, ["b1.example", "b2.example"]),
+        (True, ["a1.example", "a2.example", "a3.example", "a4.example"]),
+    ]
+    if fail:
+        assert all(isinstance(o, ConnectionError) for o in outcomes)
+    else:
+        assert outcomes == [([], {})] * len(asks)
+    assert not finder._busy and not finder._waiting

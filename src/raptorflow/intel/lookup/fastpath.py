@@ -8,7 +8,8 @@ answers the common case directly with the same building blocks:
 - the API key as recently read from the shared cache (`ApiKeyCache.recent`) and checked by the same
   `key_refusal` as every other route;
 - the same org, per-credential and monthly limits (`RequestLimits.check_org`);
-- the same `LookupService`, on the asyncpg pool in autocommit.
+- the same `LookupService`, on the asyncpg pool in autocommit; lookups of one org arriving while its
+  previous statement is in flight share the next one (`CoalescingFinder`).
 
 Everything else — a key this process has not seen in the last second, a key due for its last-used
 update, a user token, a wrong or missing parameter, a refused key, SQLite — goes to the FastAPI route,
@@ -29,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from raptorflow.auth import apikeys
 from raptorflow.auth.deps import api_key_limit_key, key_refusal
 from raptorflow.auth.permissions import Permission, Role, allows
+from raptorflow.intel.lookup.repository import CoalescingFinder
 from raptorflow.intel.lookup.service import LookupService
 from raptorflow.kit.db import utcnow
 from raptorflow.kit.errors import RaptorFlowError
@@ -55,6 +57,7 @@ class LookupFastPath:
         self.app = app
         self.state = state
         self.route = _Template()
+        self.finder: CoalescingFinder | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "GET":
@@ -132,8 +135,12 @@ class LookupFastPath:
         value, include_expired = params
         # The limits (Redis) and the lookup (PostgreSQL) in flight together: one wait instead of two.
         # The lookup only reads; when a limit refuses, its answer is dropped.
+        if self.finder is None or self.finder.pool is not pool:
+            self.finder = CoalescingFinder(pool)
         pending = asyncio.ensure_future(
-            LookupService.on_pool(pool, key.org_id).lookup([value], include_expired=include_expired)
+            LookupService.on_pool(pool, key.org_id, self.finder).lookup(
+                [value], include_expired=include_expired
+            )
         )
         try:
             await state.request_limits.check_org(scope, key.org_id, api_key_limit_key(key.id))

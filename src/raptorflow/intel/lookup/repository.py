@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -100,6 +101,7 @@ def _json(value: Any) -> Any:
 
 
 _NO_LINKS = ("[]", b"[]")
+Found = tuple[list[Hit], dict[str, Any]]  # the hits of the keys asked for, and the org's settings
 # Positions (0-based, into the keys given) of found keys, and the "matches" JSON of each.
 Rendered = tuple[list[int], list[orjson.Fragment]]
 
@@ -235,3 +237,78 @@ class LookupRepository(TenantRepository):
         ]
         settings = (rows[0].org_settings or {}) if rows else {}
         return hits, settings
+
+
+class CoalescingFinder:
+    """`find_on_pool` for single lookups arriving together: while an org's statement is in flight, the
+    keys asked for in that org wait and then go out together in the next statement (up to MAX_KEYS), so
+    under load a worker sends one statement for many lookups instead of one each.
+
+    On these machines a round trip to PostgreSQL is the largest cost of a lookup (its send syscall,
+    waking a backend, the backend's own per-statement work); a statement of 16 keys costs the backend
+    about 12 µs per key against 70 µs for one key alone. With one lookup at a time nothing waits: the
+    key goes out at once, as before. Orgs never share a statement (the function binds one org for row-
+    level security); a failed statement fails every lookup that was in it.
+    """
+
+    MAX_KEYS = 64  # the function's cached-plan branch (migration 20261201_1650)
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self._waiting: dict[uuid.UUID, list[tuple[list[tuple[str, str]], asyncio.Future[Found]]]] = {}
+        self._busy: set[uuid.UUID] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
+
+    async def find(self, org_id: uuid.UUID, keys: Sequence[tuple[str, str]]) -> Found:
+        """The hits among `keys` and the org's settings, as `find_on_pool` gives them."""
+        if org_id not in self._busy:
+            self._busy.add(org_id)
+            try:
+                found = await find_on_pool(self.pool, org_id, keys)
+            finally:
+                self._send_waiting(org_id)
+            return found
+        future: asyncio.Future[Found] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(org_id, []).append((list(keys), future))
+        return await future
+
+    def _send_waiting(self, org_id: uuid.UUID) -> None:
+        waiting = self._waiting.pop(org_id, None)
+        if not waiting:
+            self._busy.discard(org_id)
+            return
+        taken: list[tuple[list[tuple[str, str]], asyncio.Future[Found]]] = []
+        count = 0
+        while waiting and (not taken or count + len(waiting[0][0]) <= self.MAX_KEYS):
+            keys, future = waiting.pop(0)
+            taken.append((keys, future))
+            count += len(keys)
+        if waiting:
+            self._waiting[org_id] = waiting
+        task = asyncio.get_running_loop().create_task(self._answer(org_id, taken))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(
+        self, org_id: uuid.UUID, taken: list[tuple[list[tuple[str, str]], asyncio.Future[Found]]]
+    ) -> None:
+        try:
+            keys = list(dict.fromkeys(key for asked, _future in taken for key in asked))
+            try:
+                hits, settings = await find_on_pool(self.pool, org_id, keys)
+            except BaseException as exc:
+                for _asked, future in taken:
+                    if not future.done():
+                        future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            by_key: dict[tuple[str, str], list[Hit]] = {}
+            for hit in hits:
+                by_key.setdefault((hit.type, hit.value), []).append(hit)
+            for asked, future in taken:
+                if not future.done():
+                    mine = [hit for key in asked for hit in by_key.get(key, ())]
+                    future.set_result((mine, settings if mine else {}))
+        finally:
+            self._send_waiting(org_id)

@@ -15,6 +15,7 @@ from raptorflow.auth.principal import OrgContext
 from raptorflow.intel.indicators.normalize import IndicatorType, InvalidIndicator, normalize
 from raptorflow.intel.indicators.scoring import effective_value, half_life_for, sightings_bonus
 from raptorflow.intel.lookup.repository import (
+    CoalescingFinder,
     Hit,
     LookupRepository,
     Rendered,
@@ -46,10 +47,13 @@ class LookupService:
         self.renders = repository.renders
 
     @classmethod
-    def on_pool(cls, pool: Any, org_id: uuid.UUID) -> LookupService:
-        """The same service over an asyncpg pool, outside any request transaction (the fast path)."""
+    def on_pool(cls, pool: Any, org_id: uuid.UUID, finder: CoalescingFinder | None = None) -> LookupService:
+        """The same service over an asyncpg pool, outside any request transaction (the fast path);
+        with a `finder`, lookups arriving together share statements."""
         service = cls.__new__(cls)
-        service.find = partial(find_on_pool, pool, org_id)
+        service.find = (
+            partial(finder.find, org_id) if finder is not None else partial(find_on_pool, pool, org_id)
+        )
         service.render = partial(matches_on_pool, pool, org_id)
         service.renders = True
         return service
