@@ -5,11 +5,11 @@ Revises: a7e1c0d00730
 Create Date: 2026-12-01 15:40:00
 """
 
-import importlib.util
 from collections.abc import Sequence
-from pathlib import Path
 
 from alembic import op
+
+from raptorflow.kit.migrations import revision_constant
 
 revision: str = "a7e1c0d00740"
 down_revision: str | None = "a7e1c0d00730"
@@ -145,14 +145,8 @@ LOOKUP_JSON_FUNCTION = LOOKUP_JSON_FUNCTION.replace("@MATCH@", MATCH_PREFIX).rep
 
 
 def _previous_definition() -> str:
-    """The definition this revision replaces (20261201_1043: one row per match), read from that
-    migration's file as it was written."""
-    path = Path(__file__).with_name("20261201_1043_intel_speed.py")
-    spec = importlib.util.spec_from_file_location("raptorflow_migration_1043", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return str(module.LOOKUP_JSON_FUNCTION)
+    """The definition this revision replaces (20261201_1043: one row per match), as it was written."""
+    return revision_constant("20261201_1043_intel_speed.py", "LOOKUP_JSON_FUNCTION")
 
 
 def upgrade() -> None:

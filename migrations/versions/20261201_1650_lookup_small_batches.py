@@ -5,11 +5,11 @@ Revises: a7e1c0d00740
 Create Date: 2026-12-01 16:50:00
 """
 
-import importlib.util
 from collections.abc import Sequence
-from pathlib import Path
 
 from alembic import op
+
+from raptorflow.kit.migrations import revision_constant
 
 revision: str = "a7e1c0d00750"
 down_revision: str | None = "a7e1c0d00740"
@@ -62,12 +62,7 @@ _BATCH_MARKER = "    -- A batch: set-based throughout."
 
 def _previous_definition() -> str:
     """raptorflow_lookup as 20261201_0840 created it, read from that migration's file."""
-    path = Path(__file__).with_name("20261201_0840_lookup_function.py")
-    spec = importlib.util.spec_from_file_location("raptorflow_migration_0840", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return str(module.LOOKUP_FUNCTION)
+    return revision_constant("20261201_0840_lookup_function.py", "LOOKUP_FUNCTION")
 
 
 def upgrade() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from alembic import command
@@ -57,3 +58,15 @@ async def current_revisions(engine: AsyncEngine) -> set[str]:
 async def is_up_to_date(engine: AsyncEngine) -> bool:
     """True when the database schema is at the code's head revision."""
     return await current_revisions(engine) == head_revisions()
+
+
+def revision_constant(filename: str, name: str) -> str:
+    """A text constant of a migration file (e.g. the SQL definition a later revision replaces and its
+    downgrade restores), read from the file as it was written rather than copied."""
+    path = MIGRATIONS_DIR / "versions" / filename
+    spec = importlib.util.spec_from_file_location(f"raptorflow_migration_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return str(getattr(module, name))
