@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from enum import StrEnum
 from functools import lru_cache
@@ -108,9 +109,18 @@ class Settings(BaseSettings):
     outbound_timeout_s: float = Field(default=10.0, gt=0, le=300)
     outbound_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     outbound_allow_private: bool = False
+    # None: the system resolver. Operators point it at a filtering resolver; tests at their own server.
+    outbound_dns_server: str | None = None
     webhook_retry_hours: float = Field(default=24.0, gt=0, le=168)
     metrics_enabled: bool = False
     metrics_token: str | None = None
+
+    @field_validator("outbound_dns_server")
+    @classmethod
+    def _dns_server(cls, value: str | None) -> str | None:
+        if value:
+            dns_server_address(value)
+        return value or None
 
     @field_validator("log_level")
     @classmethod
@@ -141,6 +151,29 @@ class Settings(BaseSettings):
         if raw in ("", ":memory:"):
             return None
         return Path(raw)
+
+
+def dns_server_address(value: str) -> tuple[str, int]:
+    """(IP, port) of `IP`, `IP:port` or `[IPv6]:port` (port 53 when absent); ValueError otherwise."""
+    host, port = value.strip(), 53
+    if host.startswith("["):
+        host, _, rest = host[1:].partition("]")
+        if rest:
+            if not rest.startswith(":") or not rest[1:].isdigit():
+                raise ValueError("expected an IP address, IP:port or [IPv6]:port")
+            port = int(rest[1:])
+    elif host.count(":") == 1:
+        host, _, digits = host.partition(":")
+        if not digits.isdigit():
+            raise ValueError("expected an IP address, IP:port or [IPv6]:port")
+        port = int(digits)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError("expected an IP address, IP:port or [IPv6]:port") from None
+    if not 0 < port < 65536:
+        raise ValueError("the port must be between 1 and 65535")
+    return host, port
 
 
 class SettingsError(Exception):

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import ipaddress
-import socket
+import threading
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -11,8 +10,12 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from dnslib import QTYPE, RCODE, RR, A, DNSRecord
+from dnslib.server import BaseResolver, DNSLogger, DNSServer
 from sqlalchemy import update
 
+from raptorflow.app import create_app
+from raptorflow.config import SettingsError, dns_server_address, load_settings
 from raptorflow.jobs.execution import execute_system
 from raptorflow.jobs.service import wait_for
 from raptorflow.kit.db import utcnow
@@ -20,7 +23,7 @@ from raptorflow.kit.jobs import org_transaction
 from raptorflow.models import Job, WebhookDelivery
 from raptorflow.webhooks.service import emit, next_attempt
 from raptorflow.webhooks.signing import verify
-from tests.conftest import Actor, create_org, sign_up
+from tests.conftest import Actor, create_org, make_settings, sign_up, truncate_all
 from tests.platform.conftest import Receiver
 
 
@@ -159,27 +162,102 @@ async def test_crud_and_validation(pclient: httpx.AsyncClient, owner: tuple[Acto
     assert (await pclient.get(path, headers=actor.in_org(org_id))).status_code == 404
 
 
-async def test_a_name_resolving_to_loopback_is_refused_at_delivery(
-    client: httpx.AsyncClient, app: Any, receiver: Receiver
+def test_the_dns_server_setting_is_checked_at_start_up() -> None:
+    assert dns_server_address("127.0.0.1") == ("127.0.0.1", 53)
+    assert dns_server_address("127.0.0.1:5353") == ("127.0.0.1", 5353)
+    assert dns_server_address("[::1]:53") == ("::1", 53)
+    for bad in ("resolver.example", "127.0.0.1:x", "127.0.0.1:70000", "[::1]x"):
+        with pytest.raises(SettingsError, match="RAPTORFLOW_OUTBOUND_DNS_SERVER"):
+            load_settings(_env_file=None, outbound_dns_server=bad)
+
+
+class RebindingDns:
+    """A DNS server on 127.0.0.1 (UDP, port chosen by the OS) answering one name's A queries with the
+    next of `answers` (the last one repeated), like an attacker's server rebinding its name."""
+
+    def __init__(self, name: str, answers: list[str]) -> None:
+        self.name = name
+        self.answers = list(answers)
+        self.asked: list[str] = []
+        dns = self
+
+        class Resolver(BaseResolver):  # type: ignore[misc]
+            def resolve(self, request: DNSRecord, handler: Any) -> DNSRecord:
+                reply = request.reply()
+                question = request.q
+                if str(question.qname).rstrip(".") != dns.name:
+                    reply.header.rcode = RCODE.NXDOMAIN
+                elif question.qtype == QTYPE.A:
+                    address = dns.answers.pop(0) if len(dns.answers) > 1 else dns.answers[0]
+                    dns.asked.append(address)
+                    reply.add_answer(RR(question.qname, QTYPE.A, rdata=A(address), ttl=0))
+                return reply  # AAAA: the name exists, with no IPv6 address
+
+        self.server = DNSServer(
+            Resolver(), address="127.0.0.1", port=0, logger=DNSLogger(logf=lambda _line: None)
+        )
+        # serve_forever's poll interval is how long stopping takes (0.5 s by default).
+        self.thread = threading.Thread(
+            target=self.server.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+        self.address = f"127.0.0.1:{self.server.server.server_address[1]}"
+
+    def close(self) -> None:
+        """Stop answering."""
+        self.server.server.shutdown()
+        self.server.server.server_close()
+
+
+async def test_a_name_rebound_to_loopback_is_refused_at_delivery(
+    database_url: str, receiver: Receiver
 ) -> None:
-    # A name passes the creation check (names may move); the connection check refuses the loopback
-    # address it resolves to when delivering, and the delivery fails for good (no retries).
-    name = socket.gethostname()
+    """DNS rebinding: the name first resolves to a public address (the guard lets the connection be
+    tried), then to 127.0.0.1 — the next delivery is refused at connect time and never retried."""
+    name = "rebind.raptorflow.test"
+    # 192.88.99.1 is globally routable (the retired 6to4 anycast): nothing answers it from here, so the
+    # first attempt ends in a connect error or timeout, which is retried.
+    dns = RebindingDns(name, ["192.88.99.1", "127.0.0.1"])
+    application = create_app(
+        make_settings(database_url, outbound_dns_server=dns.address, outbound_timeout_s=0.3)
+    )
+    transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
     try:
-        if not ipaddress.ip_address(socket.gethostbyname(name)).is_loopback:
-            pytest.skip("this machine's host name does not resolve to a loopback address")
-    except OSError:
-        pytest.skip("this machine's host name does not resolve")
-    actor = await sign_up(client, "rebind@example.com")
-    org_id = await create_org(actor, "rebind")
-    port = receiver.url.split(":")[2].split("/")[0]
-    hook = await _hook(client, actor, org_id, url=f"http://{name}:{port}/hook", events=["feed.failed"])
-    factory = app.state.session_factory
-    async with org_transaction(factory, uuid.UUID(org_id)) as session:
-        assert await emit(session, uuid.UUID(org_id), "feed.failed", {"feed": "x"}) == 1
-    for job_id in await _jobs_of_kind(app, org_id):
-        await wait_for(factory, uuid.UUID(org_id), job_id)
-    log = (await client.get(f"/api/v1/webhooks/{hook['id']}/deliveries", headers=actor.in_org(org_id))).json()
-    delivery = log["items"][0]
-    assert delivery["status"] == "failed" and delivery["last_error"].startswith("UnsafeTarget")
-    assert receiver.requests == []
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            actor = await sign_up(client, "rebind@example.com")
+            org_id = await create_org(actor, "rebind")
+            port = receiver.url.split(":")[2].split("/")[0]
+            hook = await _hook(
+                client, actor, org_id, url=f"http://{name}:{port}/hook", events=["feed.failed"]
+            )
+            factory = application.state.session_factory
+            async with org_transaction(factory, uuid.UUID(org_id)) as session:
+                assert await emit(session, uuid.UUID(org_id), "feed.failed", {"feed": "x"}) == 1
+            for job_id in await _jobs_of_kind(application, org_id):
+                await wait_for(factory, uuid.UUID(org_id), job_id)
+            path = f"/api/v1/webhooks/{hook['id']}/deliveries"
+            first = (await client.get(path, headers=actor.in_org(org_id))).json()["items"][0]
+            assert dns.asked == ["192.88.99.1"]
+            assert (first["status"], first["attempts"]) == ("pending", 1), first
+            assert first["last_error"].startswith("Connect"), first
+
+            async with org_transaction(factory, uuid.UUID(org_id)) as session:
+                await session.execute(
+                    update(WebhookDelivery).values(next_attempt_at=utcnow() - timedelta(seconds=1))
+                )
+            before = set(await _jobs_of_kind(application, org_id))
+            await execute_system(
+                factory, application.state.settings, "webhooks.retry_due", dispatcher=application.state.jobs
+            )
+            for job_id in set(await _jobs_of_kind(application, org_id)) - before:
+                await wait_for(factory, uuid.UUID(org_id), job_id)
+            second = (await client.get(path, headers=actor.in_org(org_id))).json()["items"][0]
+            assert dns.asked == ["192.88.99.1", "127.0.0.1"]
+            assert (second["status"], second["attempts"]) == ("failed", 2), second
+            assert second["last_error"].startswith("UnsafeTarget"), second
+            assert receiver.requests == []
+    finally:
+        await application.state.jobs.close()
+        await truncate_all(application)
+        await application.state.engine.dispose()
+        dns.close()

@@ -4,7 +4,8 @@ The guard runs where the socket is opened (a wrapped httpcore network backend), 
 checked is the address connected to: a name that resolves to a public address when the URL is saved
 and to 127.0.0.1 later (DNS rebinding) is still refused. Loopback, private, link-local, multicast,
 reserved and unspecified addresses are refused unless `allow_private` (setting
-`RAPTORFLOW_OUTBOUND_ALLOW_PRIVATE`) is true.
+`RAPTORFLOW_OUTBOUND_ALLOW_PRIVATE`) is true. Names are resolved by the system resolver, or by the DNS
+server of `dns_server` (setting `RAPTORFLOW_OUTBOUND_DNS_SERVER`) when one is given.
 """
 
 from __future__ import annotations
@@ -17,8 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import dns.asyncresolver
+import dns.exception
+import dns.nameserver
+import dns.resolver
 import httpcore
 import httpx
+
+from raptorflow.config import dns_server_address
 
 USER_AGENT = "RaptorFlow/1 (+https://raptorflow.dev)"
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -64,12 +71,34 @@ def check_url(url: str) -> str:
     return url
 
 
-async def resolve(host: str, port: int) -> list[IPAddress]:
-    """Every address `host` resolves to."""
+async def _ask(server: tuple[str, int], host: str, timeout_s: float) -> list[IPAddress]:
+    resolver = dns.asyncresolver.Resolver(configure=False)
+    resolver.nameservers = [dns.nameserver.Do53Nameserver(server[0], server[1])]
+    resolver.lifetime = timeout_s
+    out: list[IPAddress] = []
+    for rdtype in ("A", "AAAA"):
+        try:
+            answer = await resolver.resolve(host, rdtype, search=False)
+        except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
+            continue
+        except dns.exception.DNSException as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        out += [a for a in (ipaddress.ip_address(r.address) for r in answer) if a not in out]
+    if not out:
+        raise httpcore.ConnectError(f"cannot resolve {host}: no A or AAAA record")
+    return out
+
+
+async def resolve(
+    host: str, port: int, dns_server: tuple[str, int] | None = None, timeout_s: float = 10.0
+) -> list[IPAddress]:
+    """Every address `host` resolves to (through `dns_server` when given, else the system resolver)."""
     try:
         return [ipaddress.ip_address(host.strip("[]"))]
     except ValueError:
         pass
+    if dns_server is not None:
+        return await _ask(dns_server, host, timeout_s)
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -83,9 +112,16 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
     return out
 
 
-async def allowed_addresses(host: str, port: int, *, allow_private: bool) -> list[IPAddress]:
+async def allowed_addresses(
+    host: str,
+    port: int,
+    *,
+    allow_private: bool,
+    dns_server: tuple[str, int] | None = None,
+    timeout_s: float = 10.0,
+) -> list[IPAddress]:
     """The addresses of `host` an outbound call may connect to; UnsafeTarget when there are none."""
-    addresses = await resolve(host, port)
+    addresses = await resolve(host, port, dns_server, timeout_s)
     if allow_private:
         return addresses
     public = [a for a in addresses if is_public(a)]
@@ -100,8 +136,9 @@ async def allowed_addresses(host: str, port: int, *, allow_private: bool) -> lis
 class _GuardedBackend(httpcore.AsyncNetworkBackend):
     """Connects only to addresses that pass the policy, checked at connect time."""
 
-    def __init__(self, allow_private: bool) -> None:
+    def __init__(self, allow_private: bool, dns_server: tuple[str, int] | None = None) -> None:
         self.allow_private = allow_private
+        self.dns_server = dns_server
         self.inner = httpcore.AnyIOBackend()
 
     async def connect_tcp(
@@ -112,7 +149,13 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        addresses = await allowed_addresses(host, port, allow_private=self.allow_private)
+        addresses = await allowed_addresses(
+            host,
+            port,
+            allow_private=self.allow_private,
+            dns_server=self.dns_server,
+            timeout_s=timeout or 10.0,
+        )
         last: Exception | None = None
         for address in addresses:
             try:
@@ -151,13 +194,18 @@ class OutboundClient:
     """An httpx client with the policy: timeouts, a body cap, no redirects, the SSRF guard."""
 
     def __init__(
-        self, *, timeout_s: float = 10.0, max_bytes: int = 20 * 1024 * 1024, allow_private: bool = False
+        self,
+        *,
+        timeout_s: float = 10.0,
+        max_bytes: int = 20 * 1024 * 1024,
+        allow_private: bool = False,
+        dns_server: tuple[str, int] | None = None,
     ) -> None:
         self.max_bytes = max_bytes
         transport = httpx.AsyncHTTPTransport(retries=0)
         # httpx has no public hook for the network backend; the pool is rebuilt with the guarded one.
         transport._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(), network_backend=_GuardedBackend(allow_private)
+            ssl_context=httpx.create_ssl_context(), network_backend=_GuardedBackend(allow_private, dns_server)
         )
         self.http = httpx.AsyncClient(
             transport=transport,
@@ -189,9 +237,11 @@ class OutboundClient:
 
 
 def outbound_client(settings: Any) -> OutboundClient:
-    """A client configured from settings (outbound_timeout_s, outbound_max_bytes, outbound_allow_private)."""
+    """A client configured from settings (outbound_timeout_s, _max_bytes, _allow_private, _dns_server)."""
+    server = settings.outbound_dns_server
     return OutboundClient(
         timeout_s=settings.outbound_timeout_s,
         max_bytes=settings.outbound_max_bytes,
         allow_private=settings.outbound_allow_private,
+        dns_server=dns_server_address(server) if server else None,
     )
