@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
 import subprocess
@@ -140,8 +141,42 @@ def test_serve_on_embedded_default_migrates_and_answers(tmp_path: Path) -> None:
     assert heads == migrations.head_revisions()
 
 
+def _children(pid: int) -> set[int]:
+    out = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            # The command name (in parentheses) may hold spaces: the parent pid is the 2nd field after it.
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.add(int(entry))
+    return out
+
+
+def _holder_of_connection(server_port: int, client_port: int, pids: set[int]) -> int | None:
+    """The process among `pids` holding the server's end of the TCP connection from `client_port`."""
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16)
+        if (local, remote) == (server_port, client_port):
+            inode = f"socket:[{fields[9]}]"
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                if os.readlink(fd) == inode:
+                    return pid
+            except OSError:
+                continue
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc to see who serves")
 @pytest.mark.parametrize("workers", [2])
 def test_serve_with_workers(tmp_path: Path, workers: int) -> None:
+    """`--workers N` starts N worker processes and every one of them serves requests."""
     port = _free_port()
     proc = subprocess.Popen(
         [*RAPTORFLOW, "serve", "--port", str(port), "--workers", str(workers)],
@@ -150,6 +185,7 @@ def test_serve_with_workers(tmp_path: Path, workers: int) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    connections: list[http.client.HTTPConnection] = []
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -160,6 +196,24 @@ def test_serve_with_workers(tmp_path: Path, workers: int) -> None:
                 time.sleep(0.2)
         else:
             pytest.fail("server with workers never answered")
+        # Connections held open, each answered, until N distinct child processes hold one: the kernel
+        # hands each new connection to whichever worker accepts first (a worker still starting takes none).
+        serving: set[int] = set()
+        while time.monotonic() < deadline and len(serving) < workers:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/health")
+            response = connection.getresponse()
+            assert response.status == 200
+            response.read()
+            connections.append(connection)
+            holder = _holder_of_connection(port, connection.sock.getsockname()[1], _children(proc.pid))
+            if holder is not None:
+                serving.add(holder)
+            if len(connections) >= 200:
+                break
+        assert len(serving) == workers, (serving, len(connections))
     finally:
+        for connection in connections:
+            connection.close()
         proc.terminate()
         proc.wait(timeout=20)
