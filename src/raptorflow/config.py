@@ -80,6 +80,7 @@ class Settings(BaseSettings):
     razorpay_webhook_secret: str | None = None
     razorpay_webhook_secret_previous: str | None = None
     razorpay_base_url: str = "https://api.razorpay.com"
+    razorpay_timeout_s: float = Field(default=10.0, gt=0, le=120)
     billing_gst_rate_bps: int = Field(default=1800, ge=0, le=10_000)
     billing_grace_days: int = Field(default=7, ge=0, le=90)
     billing_seller_name: str = "RaptorFlow"

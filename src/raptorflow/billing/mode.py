@@ -19,6 +19,7 @@ class RazorpayKeys:
     key_secret: str
     webhook_secrets: tuple[str, ...]
     base_url: str
+    timeout_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class BillingConfig:
                 key_secret=settings.razorpay_key_secret,
                 webhook_secrets=secrets,
                 base_url=settings.razorpay_base_url.rstrip("/"),
+                timeout_s=settings.razorpay_timeout_s,
             )
         return cls(
             enabled=settings.billing_enabled,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from typing import Any, cast
 
@@ -14,19 +15,38 @@ from raptorflow.billing.mode import RazorpayKeys
 from raptorflow.kit.errors import BadRequest, RaptorFlowError
 
 _HEX_SIGNATURE = re.compile(r"^[0-9a-f]{64}$")
-TIMEOUT_S = 10
+PAGE_SIZE = 100  # the largest `count` Razorpay's list endpoints accept
+# Razorpay's payment states in the order a payment moves through them (`failed` undoes none of the later).
+PAYMENT_STATES = ("created", "failed", "authorized", "captured", "refunded")
 
 
 class PaymentGatewayError(RaptorFlowError):
-    """Razorpay refused or could not be reached."""
+    """Razorpay refused, failed, or answered something unusable (502)."""
 
     status = 502
     title = "Bad Gateway"
     type_slug = "payment-gateway"
 
 
+class PaymentGatewayTimeout(PaymentGatewayError):
+    """Razorpay did not answer within RAPTORFLOW_RAZORPAY_TIMEOUT_S (504)."""
+
+    status = 504
+    title = "Gateway Timeout"
+    type_slug = "payment-gateway-timeout"
+
+
 class GatewayNotFound(Exception):
     """Razorpay does not know the id."""
+
+
+def payment_problem(entity: dict[str, Any]) -> str | None:
+    """Why `entity` is not a usable payment (string id, integer amount, currency, known status), or None."""
+    if not isinstance(entity.get("id"), str) or type(entity.get("amount")) is not int:
+        return "The payment has no id or no integer amount."
+    if not isinstance(entity.get("currency"), str) or entity.get("status") not in PAYMENT_STATES:
+        return "The payment has no currency or no known status."
+    return None
 
 
 def well_formed_signature(signature: str | None) -> str:
@@ -84,18 +104,25 @@ class Gateway:
         return False
 
     async def _call(self, fn: Any, *args: Any) -> dict[str, Any]:
+        timeout = self.keys.timeout_s
+        # requests bounds each connect and read by `timeout`; the outer bound catches a trickling answer.
+        call = functools.partial(fn, *args, timeout=timeout)
         try:
-            result = await asyncio.wait_for(asyncio.to_thread(fn, *args), TIMEOUT_S)
+            result = await asyncio.wait_for(asyncio.to_thread(call), 2 * timeout + 1)
         except BadRequestError as exc:
             if "does not exist" in str(exc).lower() or "not found" in str(exc).lower():
                 raise GatewayNotFound(str(exc)) from None
             raise PaymentGatewayError(f"Razorpay refused the request: {exc}") from None
-        except (GatewayError, ServerError, requests.RequestException, TimeoutError) as exc:
+        except (requests.Timeout, TimeoutError):
+            raise PaymentGatewayTimeout(
+                f"Razorpay did not answer within {timeout:g} s; nothing was recorded, try again."
+            ) from None
+        except (GatewayError, ServerError, requests.RequestException) as exc:
             raise PaymentGatewayError(
                 f"Razorpay could not be reached or failed ({type(exc).__name__}); try again."
             ) from None
         if not isinstance(result, dict):
-            raise PaymentGatewayError("Razorpay answered something that is not a JSON object.")
+            raise PaymentGatewayError("Razorpay answered something that is not a JSON object; try again.")
         return cast(dict[str, Any], result)
 
     async def create_order(
@@ -106,24 +133,31 @@ class Gateway:
         return await self._call(self.client.order.create, body)
 
     async def fetch_payment(self, payment_id: str) -> dict[str, Any]:
-        """GET /v1/payments/{id}."""
-        return await self._call(self.client.payment.fetch, payment_id)
+        """GET /v1/payments/{id}: that payment, well-formed, or 502."""
+        found = await self._call(self.client.payment.fetch, payment_id, {})
+        problem = payment_problem(found)
+        if found.get("id") != payment_id or problem:
+            raise PaymentGatewayError(
+                f"Razorpay answered with something other than payment {payment_id} "
+                f"({problem or 'another id'}); try again."
+            )
+        return found
 
     async def order_payments(self, order_id: str) -> list[dict[str, Any]]:
         """GET /v1/orders/{id}/payments."""
-        found = await self._call(self.client.order.payments, order_id)
+        found = await self._call(self.client.order.payments, order_id, {})
         return [dict(p) for p in found.get("items", [])]
 
     async def orders_since(self, from_ts: int, to_ts: int) -> list[dict[str, Any]]:
-        """GET /v1/orders?from=&to= (every page)."""
+        """GET /v1/orders?from=&to= (every page of at most PAGE_SIZE, Razorpay's maximum `count`)."""
         out: list[dict[str, Any]] = []
         skip = 0
         while True:
             page = await self._call(
-                self.client.order.all, {"from": from_ts, "to": to_ts, "count": 100, "skip": skip}
+                self.client.order.all, {"from": from_ts, "to": to_ts, "count": PAGE_SIZE, "skip": skip}
             )
             items = [dict(i) for i in page.get("items", [])]
             out += items
-            if len(items) < 100:
+            if len(items) < PAGE_SIZE:
                 return out
-            skip += 100
+            skip += PAGE_SIZE

@@ -21,7 +21,7 @@ from raptorflow.billing import invoices, ledger
 from raptorflow.billing import repository as billing_sql
 from raptorflow.billing.ledger import Posting
 from raptorflow.billing.mode import BillingConfig, config_of
-from raptorflow.billing.razorpay import Gateway, GatewayNotFound
+from raptorflow.billing.razorpay import PAYMENT_STATES, Gateway, GatewayNotFound, payment_problem
 from raptorflow.billing.repository import BillingRepository
 from raptorflow.billing.schemas import BillingProfile, PaymentVerify
 from raptorflow.kit.db import new_id, utcnow
@@ -38,7 +38,7 @@ from raptorflow.kit.tenancy import bind_org
 from raptorflow.models import BillingOrder, Invoice, Organization, Payment, Plan, Subscription
 
 # Payment states in the only order they may move (a late `failed` after `captured` changes nothing).
-RANK = {"created": 0, "failed": 1, "authorized": 2, "captured": 3, "refunded": 4}
+RANK = {state: rank for rank, state in enumerate(PAYMENT_STATES)}
 RESOURCES = {"indicators": "max_indicators", "members": "max_members"}
 RECOUNT_AFTER = timedelta(minutes=15)
 SAC_SAAS = "998314"  # services accounting code: IT infrastructure and network management services
@@ -453,10 +453,10 @@ class BillingService:
         self, order: BillingOrder, entity: dict[str, Any], status: str, *, source: str
     ) -> PaymentOutcome:
         """Record a payment state (forward only); credit it once when captured and matching the order."""
-        pid = str(entity["id"])
-        amount, currency = entity.get("amount"), entity.get("currency")
-        if type(amount) is not int or not isinstance(currency, str) or status not in RANK:
-            raise BadRequest("The payment has no integer amount, currency or known status.")
+        problem = payment_problem(entity)
+        if problem or status not in RANK:
+            raise BadRequest(problem or "The payment has no known status.")
+        pid, amount, currency = str(entity["id"]), int(entity["amount"]), str(entity["currency"])
         await self.repo.insert_payment(order, pid, amount, currency)
         payment = await self.repo.payment(pid, lock=True)
         assert payment is not None
