@@ -143,7 +143,8 @@ def read_form(
             raise KeyError(f"{model.__name__} has no field {name!r}")
         control = prefix + name
         kind, item = _kind(info.annotation)
-        raw = [v for v in form.getlist(control) if isinstance(v, str)]
+        # Browsers send a textarea's line breaks as CRLF (HTML form encoding); the services store LF.
+        raw = [v.replace("\r\n", "\n") for v in form.getlist(control) if isinstance(v, str)]
         try:
             if kind == "list":
                 _read_list(out, name, raw, item, edit=edit, many=name in many)
