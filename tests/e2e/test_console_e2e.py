@@ -9,60 +9,15 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from playwright.async_api import expect
 
-from tests.e2e.conftest import ROOT, Server, shot_path
+from tests.e2e.conftest import OWNER, PASSWORD, ROOT, Owner, Server, sign_in
 
-PASSWORD = "correct horse battery staple"
-OWNER = "owner@e2e.example"
 VIEWER = "viewer@e2e.example"
-
-
-@dataclass
-class Owner:
-    """The first owner, signed in, in the org the setup created."""
-
-    context: Any
-    page: Any
-    org_url: str
-
-
-async def sign_in(browser: Any, server: Server, email: str) -> Any:
-    """A fresh browser context (own cookies) signed in through the form."""
-    context = await browser.new_context(base_url=server.url, viewport={"width": 1360, "height": 900})
-    context.set_default_timeout(10_000)
-    page = await context.new_page()
-    await page.goto("/login")
-    await page.get_by_label("Email").fill(email)
-    await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_role("button", name="Sign in").click()
-    await page.wait_for_url(lambda url: "/login" not in url)
-    return context, page
-
-
-@pytest.fixture(scope="session")
-async def owner(browser: Any, server: Server) -> AsyncIterator[Owner]:
-    """Follow the setup link `raptorflow serve` printed: create the first owner and organization."""
-    context = await browser.new_context(base_url=server.url, viewport={"width": 1360, "height": 900})
-    context.set_default_timeout(10_000)
-    page = await context.new_page()
-    await page.goto(server.setup_url)
-    await page.get_by_label("Name", exact=True).first.fill("Olivia Owner")
-    await page.get_by_label("Email").fill(OWNER)
-    await page.get_by_label("Password (12 characters or more)").fill(PASSWORD)
-    await page.locator("#org_name").fill("Acme SOC")
-    await page.locator("#org_slug").fill("acme-soc")
-    await page.get_by_role("button", name="Create and sign in").click()
-    await page.wait_for_url("**/o/*/")
-    org_url = page.url.rstrip("/")
-    yield Owner(context, page, org_url[len(server.url) :])
-    await context.close()
 
 
 async def test_first_run_setup_creates_the_owner_and_signs_in(
@@ -213,7 +168,26 @@ async def test_switching_org_shows_none_of_the_other_orgs_data(
     await context.close()
 
 
-async def test_screenshots_of_the_main_pages(owner: Owner, server: Server) -> None:
+LAYOUT = """() => {
+    const doc = document.documentElement;
+    const header = document.querySelector("header.top");
+    const parts = [...header.children].filter(e => e.offsetParent !== null).map(e => e.getBoundingClientRect());
+    const first = parts[0];
+    return {
+        scrollWidth: doc.scrollWidth,
+        clientWidth: doc.clientWidth,
+        // One line: every visible header item starts above the bottom of the first one.
+        wrapped: parts.filter(r => r.top >= first.bottom).length,
+        // ...and the nav shows all its links (it may only scroll on narrower screens).
+        navClipped: header.querySelector("nav").scrollWidth > header.querySelector("nav").clientWidth,
+        headerHeight: header.getBoundingClientRect().height,
+    };
+}"""
+
+
+async def test_main_pages_fit_1280_and_1920_without_overflow(
+    owner: Owner, browser: Any, server: Server, shots: Path
+) -> None:
     page = owner.page
     # An editor API key (secret shown once on the page) to seed data over the real API.
     await page.goto(owner.org_url + "/settings/api-keys")
@@ -233,15 +207,17 @@ async def test_screenshots_of_the_main_pages(owner: Owner, server: Server) -> No
         value = {
             "ipv4": f"203.0.113.{i % 250}",
             "domain": f"c2-{i}.bad.example",
-            "url": f"https://drop-{i}.bad.example/p",
+            "url": f"https://drop-{i}.very-long-subdomain-name-for-layout.bad.example/path/to/payload/{i}.bin",
             "sha256": f"{i:064x}",
         }[kind]
+        # Many long tags: the Tags column must wrap, not push the table off-screen.
+        tags = ["seed", "layout-check-with-a-long-tag", f"campaign-{i}-operation-long-name", "phishing-kit"]
         items.append(
             {
                 "value": value,
                 "score": (i * 37) % 101,
                 "classification": ["malicious", "suspicious", "unknown"][i % 3],
-                "tags": ["seed"],
+                "tags": tags,
             }
         )
     async with httpx.AsyncClient(base_url=server.url, headers=headers) as api:
@@ -257,6 +233,10 @@ async def test_screenshots_of_the_main_pages(owner: Owner, server: Server) -> No
         )
         assert actor.status_code == 201, actor.text
         actor_id = actor.json()["id"]
+        indicator_id = bulk.json()["results"][2]["id"]
+        imported = await api.post("/api/v1/imports", json={"format": "text", "content": "192.0.2.77"})
+        assert imported.status_code in (201, 202), imported.text
+        import_id = imported.json()["id"]
     # A TAXII collection through the settings form: its URL is shown for TAXII clients.
     await page.goto(owner.org_url + "/settings/taxii")
     await page.locator("#t-title").fill("High-score network indicators")
@@ -271,30 +251,59 @@ async def test_screenshots_of_the_main_pages(owner: Owner, server: Server) -> No
     async with httpx.AsyncClient(headers=headers) as taxii:
         served = await taxii.get(url, headers={"Accept": "application/taxii+json;version=2.1"})
         assert served.status_code == 200 and served.json()["title"] == "High-score network indicators"
-    shots = {
-        "dashboard": owner.org_url + "/",
-        "indicators": owner.org_url + "/indicators",
-        "actor": owner.org_url + f"/actors/{actor_id}",
-        "attack-matrix": owner.org_url + f"/actors/{actor_id}/attack",
-        "members": owner.org_url + "/settings/members",
-        "taxii-collections": owner.org_url + "/settings/taxii",
+    pages = {
+        "dashboard": "/",
+        "indicators": "/indicators",
+        "indicator": f"/indicators/{indicator_id}",
+        "projects": "/projects",
+        "actors": "/actors",
+        "actor": f"/actors/{actor_id}",
+        "attack-matrix": f"/actors/{actor_id}/attack",
+        "reports": "/reports",
+        "imports": "/imports",
+        "import": f"/imports/{import_id}",
+        "members": "/settings/members",
+        "api-keys": "/settings/api-keys",
+        "webhooks": "/settings/webhooks",
+        "taxii-collections": "/settings/taxii",
+        "audit": "/settings/audit",
     }
-    for name, path in shots.items():
-        response = await page.goto(path)
-        assert response is not None and response.status == 200, path
-        await page.screenshot(path=str(shot_path(name)), full_page=True)
-        assert shot_path(name).stat().st_size > 10_000
-    await page.goto(owner.org_url + "/indicators?q=evil.example")
-    await page.get_by_role("link", name="http://evil.example/payload").click()
-    await page.wait_for_url("**/indicators/*")
-    await page.screenshot(path=str(shot_path("indicator")), full_page=True)
+    problems = []
+    for width, height in ((1280, 800), (1920, 1080)):
+        context = await browser.new_context(
+            base_url=server.url,
+            viewport={"width": width, "height": height},
+            storage_state=await owner.context.storage_state(),
+        )
+        context.set_default_timeout(10_000)
+        view = await context.new_page()
+        for name, path in pages.items():
+            response = await view.goto(owner.org_url + path)
+            assert response is not None and response.status == 200, path
+            found = await view.evaluate(LAYOUT)
+            if found["scrollWidth"] > found["clientWidth"]:
+                problems.append(f"{name} at {width}px: page {found['scrollWidth']}px wide")
+            if found["navClipped"]:
+                problems.append(f"{name} at {width}px: the header's nav is cut")
+            if found["wrapped"]:
+                problems.append(f"{name} at {width}px: header on two lines ({found['headerHeight']}px)")
+            shot = shots / f"{name}-{width}x{height}.png"
+            await view.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 10_000
+        await context.close()
+    assert not problems, "\n".join(problems)
+    # The site icon is served (browsers ask for it on every page).
+    async with httpx.AsyncClient(base_url=server.url) as anonymous:
+        icon = await anonymous.get("/favicon.ico")
+        assert icon.status_code == 200 and icon.headers["content-type"] == "image/x-icon"
+        assert icon.content[:4] == b"\x00\x00\x01\x00"  # an ICO header
     # Dark theme through the toggle, kept across pages.
     await page.goto(owner.org_url + "/")
     await page.get_by_role("button", name="Toggle dark theme").click()
     assert await page.evaluate("document.documentElement.dataset.theme") in ("dark", "light")
-    await page.screenshot(path=str(shot_path("dashboard-toggled-theme")), full_page=True)
+    await page.screenshot(path=str(shots / "dashboard-toggled-theme.png"), full_page=True)
     if os.environ.get("RAPTORFLOW_UPDATE_SCREENSHOTS"):
         docs = ROOT / "docs" / "screenshots"
         docs.mkdir(parents=True, exist_ok=True)
         for name in ("dashboard", "indicator", "taxii-collections"):
-            shutil.copyfile(shot_path(name), docs / f"{name}.png")
+            shutil.copyfile(shots / f"{name}-1280x800.png", docs / f"{name}.png")

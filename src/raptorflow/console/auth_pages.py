@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import ValidationError
 
-from raptorflow.accounts.schemas import OrganizationCreate
+from raptorflow.accounts.schemas import OrganizationCreate, PasswordChange
 from raptorflow.accounts.service import OrganizationService
 from raptorflow.accounts.users import UserService
 from raptorflow.auth.deps import auth_service
+from raptorflow.auth.schemas import RegisterIn
 from raptorflow.config import Registration
 from raptorflow.console import setup
+from raptorflow.console.forms import FormData, build_pair, read_form
 from raptorflow.console.web import (
     SESSION_COOKIE,
     ConsoleRoute,
@@ -117,23 +118,33 @@ async def signup_form(request: Request, viewer: MaybeViewer) -> Response:
     return render(request, "signup.html", {"errors": {}, "values": {}})
 
 
+ACCOUNT_FIELDS = ("name", "email", "password")
+ORG_FIELDS = ("name", "slug")
+
+
+def _account_form(form: Any) -> FormData:
+    # Passwords are taken exactly as typed (spaces count) and never shown back.
+    return read_form(form, RegisterIn, ACCOUNT_FIELDS, text={"password"})
+
+
+def _shown(*parts: FormData) -> dict[str, Any]:
+    return {k: v for data in parts for k, v in data.shown.items() if "password" not in k}
+
+
 @router.post("/signup")
 async def signup(request: Request, viewer: MaybeViewer, session: SessionDep) -> Response:
     """Register (the service applies the registration mode and password policy) and sign in."""
     await request.app.state.token_issuer.ensure_key()  # sessions issue an access token too
-    form = await request.form()
-    values = {k: form_text(form, k) for k in ("email", "name")}
-    password = str(form.get("password") or "")
+    data = _account_form(await request.form())
     auth = auth_service(request, session)
     try:
-        if not values["name"]:
-            raise RaptorFlowError("name: give your name", errors=[{"field": "name", "message": "required"}])
-        user = await auth.register(values["email"], password, values["name"], audit_context(request))
+        body = data.build(RegisterIn)
+        user = await auth.register(str(body.email), body.password, body.name, audit_context(request))
         result = await auth.open_session(user, audit_context(request, user.id))
     except RaptorFlowError as exc:
         await session.rollback()
         return render(
-            request, "signup.html", {"errors": field_errors(exc), "values": values}, status=exc.status
+            request, "signup.html", {"errors": field_errors(exc), "values": _shown(data)}, status=exc.status
         )
     response = redirect("/")
     set_session_cookie(request, response, result.tokens.refresh_token)
@@ -163,31 +174,29 @@ async def setup_submit(request: Request, viewer: MaybeViewer, session: SessionDe
     await request.app.state.token_issuer.ensure_key()  # sessions issue an access token too
     form = await request.form()
     token = form_text(form, "token")
-    values = {k: form_text(form, k) for k in ("email", "name", "org_name", "org_slug")}
+    account = _account_form(form)
+    org = read_form(form, OrganizationCreate, ORG_FIELDS, prefix="org_")
     try:
-        org_body = OrganizationCreate(name=values["org_name"], slug=values["org_slug"])
-    except ValidationError as exc:
-        errors = {"org_" + k: v for k, v in field_errors(exc).items()}
-        return render(request, "setup.html", {"token": token, "errors": errors, "values": values}, status=422)
-    try:
-        if not values["name"]:
-            raise RaptorFlowError("name: give your name", errors=[{"field": "name", "message": "required"}])
+        user, org_body = build_pair(account, RegisterIn, org, OrganizationCreate)
         done = await setup.complete_setup(
             auth_service(request, session),
             token,
-            email=values["email"],
-            password=str(form.get("password") or ""),
-            name=values["name"],
+            email=str(user.email),
+            password=user.password,
+            name=user.name,
             org=org_body,
             ctx=audit_context(request),
         )
     except RaptorFlowError as exc:
         await session.rollback()
         errors = field_errors(exc)
-        if "slug" in errors:
+        if "slug" in errors:  # the organization service names its own field
             errors["org_slug"] = errors.pop("slug")
         return render(
-            request, "setup.html", {"token": token, "errors": errors, "values": values}, status=exc.status
+            request,
+            "setup.html",
+            {"token": token, "errors": errors, "values": _shown(account, org)},
+            status=exc.status,
         )
     response = redirect(f"/o/{done.org.id}/")
     set_session_cookie(request, response, done.signed_in.tokens.refresh_token)
@@ -203,11 +212,11 @@ async def account(request: Request, viewer: SignedIn) -> Response:
 @router.post("/account/password")
 async def change_password(request: Request, viewer: SignedIn, session: SessionDep) -> Response:
     """Change the password; every other session ends (UserService rule)."""
-    form = await request.form()
+    fields = ("current_password", "new_password")
+    data = read_form(await request.form(), PasswordChange, fields, text=fields)
     try:
-        await UserService(session, viewer.principal).change_password(
-            str(form.get("current_password") or ""), str(form.get("new_password") or "")
-        )
+        body = data.build(PasswordChange)
+        await UserService(session, viewer.principal).change_password(body.current_password, body.new_password)
     except RaptorFlowError as exc:
         await session.rollback()
         return render(
@@ -228,20 +237,19 @@ async def change_password(request: Request, viewer: SignedIn, session: SessionDe
 @router.post("/account/organizations")
 async def create_org(request: Request, viewer: SignedIn, session: SessionDep) -> Response:
     """Create an organization (you become its owner)."""
-    form = await request.form()
-    values = {"org_name": form_text(form, "org_name"), "org_slug": form_text(form, "org_slug")}
+    data = read_form(await request.form(), OrganizationCreate, ORG_FIELDS, prefix="org_")
     try:
-        body = OrganizationCreate(name=values["org_name"], slug=values["org_slug"])
-        org = await OrganizationService(session).create(viewer.principal, body)
-    except (RaptorFlowError, ValidationError) as exc:
+        org = await OrganizationService(session).create(viewer.principal, data.build(OrganizationCreate))
+    except RaptorFlowError as exc:
         await session.rollback()
-        errors = {"org_" + k: v for k, v in field_errors(exc).items()}
-        status = exc.status if isinstance(exc, RaptorFlowError) else 422
+        errors = field_errors(exc)
+        if "slug" in errors:
+            errors["org_slug"] = errors.pop("slug")
         return render(
             request,
             "account.html",
-            {"errors": errors, "values": values, "message": None},
-            status=status,
+            {"errors": errors, "values": data.shown, "message": None},
+            status=exc.status,
             viewer=viewer,
         )
     return redirect(f"/o/{org.id}/")

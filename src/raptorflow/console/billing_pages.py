@@ -15,13 +15,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
-from pydantic import ValidationError
 
 from raptorflow.auth.permissions import Permission
 from raptorflow.billing import invoices as invoice_docs
 from raptorflow.billing import repository as billing_sql
 from raptorflow.billing.schemas import PaymentVerify
 from raptorflow.billing.service import BillingService
+from raptorflow.console.forms import read_form
 from raptorflow.console.intel_pages import BIG_ORG
 from raptorflow.console.repository import ConsoleRepository
 from raptorflow.console.web import CSP, ConsoleRoute, OrgPage, field_errors, form_text, org_page, render
@@ -180,19 +180,12 @@ async def create_order(request: Request, page: Manager, session: SessionDep) -> 
 @router.post("/billing/verify")
 async def verify_payment(request: Request, page: Manager, session: SessionDep) -> Response:
     """Checkout's hand-back: the service checks the signature, confirms with Razorpay, credits once."""
-    form = await request.form()
-    raw = {name: form_text(form, name) for name in PaymentVerify.model_fields}
+    data = read_form(await request.form(), PaymentVerify, tuple(PaymentVerify.model_fields))
     try:
-        outcome = await _service(page, session).verify(PaymentVerify.model_validate(raw))
-    except (RaptorFlowError, ValidationError) as exc:
+        outcome = await _service(page, session).verify(data.build(PaymentVerify))
+    except RaptorFlowError as exc:
         await session.rollback()
-        return await _page(
-            request,
-            page,
-            session,
-            errors=field_errors(exc),
-            status=exc.status if isinstance(exc, RaptorFlowError) else 422,
-        )
+        return await _page(request, page, session, errors=field_errors(exc), status=exc.status)
     if outcome.payment.review_reason:
         message = f"Payment received but held for review: {outcome.payment.review_reason}."
     elif outcome.payment.credited_at is not None:

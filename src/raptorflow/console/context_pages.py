@@ -1,6 +1,7 @@
 """Console pages of context objects (actors, campaigns, vulnerabilities, reports) and projects.
 
-One table describes each kind's form fields; the services and their schemas do all validation.
+One table describes each kind's form controls (read by console.forms); the services and their schemas do
+all validation.
 """
 
 from __future__ import annotations
@@ -13,15 +14,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from raptorflow.auth.permissions import Permission
 from raptorflow.console.charts import graph_layout, markdown_html
+from raptorflow.console.forms import Control, choices, read_controls, read_form, shown_values
 from raptorflow.console.web import (
     ConsoleRoute,
     OrgPage,
     field_errors,
-    form_list,
     form_text,
     org_page,
     redirect,
@@ -51,17 +52,6 @@ TLPS = ["clear", "green", "amber", "amber+strict", "red"]
 
 
 @dataclass(frozen=True)
-class Field:
-    """One form field: name, label, widget (text, textarea, list, select, date, number, checkbox)."""
-
-    name: str
-    label: str
-    widget: str = "text"
-    options: Sequence[str] = ()
-    required: bool = False
-
-
-@dataclass(frozen=True)
 class KindPage:
     """How one context kind shows in the console."""
 
@@ -72,15 +62,15 @@ class KindPage:
     create: type[BaseModel]
     update: type[BaseModel]
     title_attr: str
-    fields: tuple[Field, ...]
+    fields: tuple[Control, ...]
     columns: tuple[tuple[str, str], ...]
     has_techniques: bool = True
 
 
 COMMON = (
-    Field("description", "Description", "textarea"),
-    Field("tags", "Tags (comma-separated)", "list"),
-    Field("tlp", "TLP", "select", TLPS),
+    Control("description", "Description", "textarea"),
+    Control("tags", "Tags (comma-separated)", "list"),
+    Control("tlp", "TLP", "select", choices(TLPS), blank=False),
 )
 KINDS: dict[str, KindPage] = {
     k.slug: k
@@ -94,14 +84,16 @@ KINDS: dict[str, KindPage] = {
             ThreatActorUpdate,
             "name",
             (
-                Field("name", "Name", required=True),
-                Field("aliases", "Aliases (comma-separated)", "list"),
-                Field("motivation", "Motivation", "select", [m.value for m in Motivation]),
-                Field("sophistication", "Sophistication", "select", [s.value for s in Sophistication]),
-                Field("country", "Country (ISO code)"),
-                Field("first_seen", "First seen", "date"),
-                Field("last_seen", "Last seen", "date"),
-                Field("attack_techniques", "ATT&CK techniques (T1059, …)", "list"),
+                Control("name", "Name", required=True),
+                Control("aliases", "Aliases (comma-separated)", "list"),
+                Control("motivation", "Motivation", "select", choices([m.value for m in Motivation])),
+                Control(
+                    "sophistication", "Sophistication", "select", choices([s.value for s in Sophistication])
+                ),
+                Control("country", "Country (ISO code)"),
+                Control("first_seen", "First seen", "date"),
+                Control("last_seen", "Last seen", "date"),
+                Control("attack_techniques", "ATT&CK techniques (T1059, …)", "list"),
                 *COMMON,
             ),
             (
@@ -120,12 +112,12 @@ KINDS: dict[str, KindPage] = {
             CampaignUpdate,
             "name",
             (
-                Field("name", "Name", required=True),
-                Field("aliases", "Aliases (comma-separated)", "list"),
-                Field("objective", "Objective", "textarea"),
-                Field("first_seen", "First seen", "date"),
-                Field("last_seen", "Last seen", "date"),
-                Field("attack_techniques", "ATT&CK techniques (T1059, …)", "list"),
+                Control("name", "Name", required=True),
+                Control("aliases", "Aliases (comma-separated)", "list"),
+                Control("objective", "Objective", "textarea"),
+                Control("first_seen", "First seen", "date"),
+                Control("last_seen", "Last seen", "date"),
+                Control("attack_techniques", "ATT&CK techniques (T1059, …)", "list"),
                 *COMMON,
             ),
             (("name", "Name"), ("first_seen", "First seen"), ("last_seen", "Last seen")),
@@ -139,12 +131,12 @@ KINDS: dict[str, KindPage] = {
             VulnerabilityUpdate,
             "cve_id",
             (
-                Field("cve_id", "CVE id", required=True),
-                Field("cvss_v3_vector", "CVSS v3.1 vector"),
-                Field("cvss_v4_vector", "CVSS v4.0 vector"),
-                Field("kev", "In CISA KEV", "checkbox"),
-                Field("epss", "EPSS (0 to 1)", "number"),
-                Field("published", "Published", "date"),
+                Control("cve_id", "CVE id", required=True),
+                Control("cvss_v3_vector", "CVSS v3.1 vector"),
+                Control("cvss_v4_vector", "CVSS v4.0 vector"),
+                Control("kev", "In CISA KEV", "checkbox"),
+                Control("epss", "EPSS (0 to 1)", "number", step="any", minimum=0, maximum=1),
+                Control("published", "Published", "date"),
                 *COMMON,
             ),
             (("cve_id", "CVE"), ("severity", "Severity"), ("cvss_v3_score", "CVSS v3"), ("kev", "KEV")),
@@ -159,10 +151,10 @@ KINDS: dict[str, KindPage] = {
             ReportUpdate,
             "title",
             (
-                Field("title", "Title", required=True),
-                Field("body", "Body (markdown)", "textarea"),
-                Field("published", "Published", "date"),
-                Field("attack_techniques", "ATT&CK techniques (T1059, …)", "list"),
+                Control("title", "Title", required=True),
+                Control("body", "Body (markdown)", "textarea"),
+                Control("published", "Published", "date"),
+                Control("attack_techniques", "ATT&CK techniques (T1059, …)", "list"),
                 *COMMON,
             ),
             (("title", "Title"), ("published", "Published"), ("tlp", "TLP")),
@@ -176,44 +168,6 @@ def _kind(slug: str) -> KindPage:
     if found is None:
         raise NotFound()
     return found
-
-
-def _form_values(form: Any, fields: Sequence[Field], *, partial: bool) -> dict[str, Any]:
-    """The submitted fields as the schema expects them (blank = not set on create, cleared on edit)."""
-    out: dict[str, Any] = {}
-    for f in fields:
-        if f.widget == "list":
-            out[f.name] = form_list(form, f.name)
-        elif f.widget == "checkbox":
-            out[f.name] = form_text(form, f.name) in ("1", "on", "true")
-        else:
-            value = form_text(form, f.name)
-            if f.widget == "textarea":
-                out[f.name] = value
-            elif value == "":
-                if partial and not f.required and f.name != "tlp":
-                    out[f.name] = None
-            elif f.widget == "date":
-                out[f.name] = value + "T00:00:00Z" if len(value) == 10 else value
-            else:
-                out[f.name] = value
-    return out
-
-
-def _field_values(obj: Any, fields: Sequence[Field]) -> dict[str, Any]:
-    """An object's current values, as the form shows them."""
-    out: dict[str, Any] = {}
-    for f in fields:
-        value = getattr(obj, f.name, None)
-        if f.widget == "list":
-            out[f.name] = ", ".join(value or [])
-        elif f.widget == "date":
-            out[f.name] = value.date().isoformat() if isinstance(value, datetime) else ""
-        elif f.widget == "checkbox":
-            out[f.name] = bool(value)
-        else:
-            out[f.name] = "" if value is None else value
-    return out
 
 
 async def _matrix(session: Any, techniques: Sequence[str]) -> dict[str, Any]:
@@ -264,48 +218,48 @@ async def projects(
     )
 
 
-def _project_values(form: Any) -> dict[str, Any]:
-    return {
-        "name": form_text(form, "name"),
-        "description": form_text(form, "description"),
-        "tags": form_list(form, "tags"),
-    }
+PROJECT_FIELDS = ("name", "description", "tags")
 
 
 @router.post("/projects")
 async def create_project(request: Request, page: Writer, session: SessionDep) -> Response:
     """Create a project."""
-    values = _project_values(await request.form())
+    data = read_form(await request.form(), ProjectCreate, PROJECT_FIELDS, text={"description"})
     try:
-        project = await ProjectService(session, page.ctx).create(ProjectCreate.model_validate(values))
-    except (RaptorFlowError, ValidationError) as exc:
+        project = await ProjectService(session, page.ctx).create(data.build(ProjectCreate))
+    except RaptorFlowError as exc:
         await session.rollback()
+        rows, nxt = await ProjectService(session, page.ctx).page(
+            archived=False, tag=None, q=None, limit=PAGE_SIZE, cursor=None
+        )
         return render(
             request,
             "projects.html",
             {
-                "items": [],
-                "next_cursor": None,
+                "items": rows,
+                "next_cursor": nxt,
                 "q": "",
                 "archived": False,
                 "errors": field_errors(exc),
-                "values": {**values, "tags": ", ".join(values["tags"])},
+                "values": data.shown,
             },
             page=page,
-            status=exc.status if isinstance(exc, RaptorFlowError) else 422,
+            status=exc.status,
         )
     return redirect(page.url(f"/projects/{project.id}"))
 
 
-@router.get("/projects/{project_id}")
-async def project_detail(
+async def _project_page(
     request: Request,
+    page: OrgPage,
+    session: Any,
     project_id: uuid.UUID,
-    page: Reader,
-    session: SessionDep,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: str | None = None,
+    *,
+    errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+    status: int = 200,
 ) -> Response:
-    """A project: its figures, what is filed under it, an edit form."""
     service = ProjectService(session, page.ctx)
     project = await service.get(project_id)
     stats = await service.stats(project_id)
@@ -318,44 +272,40 @@ async def project_detail(
             "stats": stats,
             "objects": objects,
             "next_cursor": nxt,
-            "errors": {},
-            "values": {
-                "name": project.name,
-                "description": project.description,
-                "tags": ", ".join(project.tags),
-            },
+            "errors": errors or {},
+            "values": values if values is not None else shown_values(project, PROJECT_FIELDS),
         },
         page=page,
+        status=status,
     )
+
+
+@router.get("/projects/{project_id}")
+async def project_detail(
+    request: Request,
+    project_id: uuid.UUID,
+    page: Reader,
+    session: SessionDep,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> Response:
+    """A project: its figures, what is filed under it, an edit form."""
+    return await _project_page(request, page, session, project_id, cursor)
 
 
 @router.post("/projects/{project_id}")
 async def edit_project(
     request: Request, project_id: uuid.UUID, page: Writer, session: SessionDep
 ) -> Response:
-    """Save a project's name, description and tags."""
-    values = _project_values(await request.form())
+    """Save a project's name, description and tags (what the user changed)."""
     service = ProjectService(session, page.ctx)
+    current = shown_values(await service.get(project_id), PROJECT_FIELDS)
+    data = read_form(await request.form(), ProjectUpdate, PROJECT_FIELDS, edit=True, text={"description"})
     try:
-        await service.update(project_id, ProjectUpdate.model_validate(values))
-    except (RaptorFlowError, ValidationError) as exc:
+        await service.update(project_id, data.changed_from(current).build(ProjectUpdate))
+    except RaptorFlowError as exc:
         await session.rollback()
-        if isinstance(exc, RaptorFlowError) and exc.status == 404:
-            raise
-        project = await service.get(project_id)
-        return render(
-            request,
-            "project.html",
-            {
-                "obj": project,
-                "stats": await service.stats(project_id),
-                "objects": [],
-                "next_cursor": None,
-                "errors": field_errors(exc),
-                "values": {**values, "tags": ", ".join(values["tags"])},
-            },
-            page=page,
-            status=exc.status if isinstance(exc, RaptorFlowError) else 422,
+        return await _project_page(
+            request, page, session, project_id, errors=field_errors(exc), values=data.shown, status=exc.status
         )
     return redirect(page.url(f"/projects/{project_id}"))
 
@@ -407,13 +357,14 @@ async def kind_list(
 async def kind_create(request: Request, kind: str, page: Writer, session: SessionDep) -> Response:
     """Create an object of a kind."""
     spec = _kind(kind)
-    form = await request.form()
-    values = _form_values(form, spec.fields, partial=False)
+    data = read_controls(await request.form(), spec.create, spec.fields)
     try:
-        obj = await spec.service(session, page.ctx).create(spec.create.model_validate(values))
-    except (RaptorFlowError, ValidationError) as exc:
+        obj = await spec.service(session, page.ctx).create(data.build(spec.create))
+    except RaptorFlowError as exc:
         await session.rollback()
-        shown = {f.name: form_text(form, f.name) for f in spec.fields}
+        rows, nxt = await spec.service(session, page.ctx).page(
+            ContextFilters(), sort=None, cursor=None, limit=PAGE_SIZE
+        )
         return render(
             request,
             "kind_list.html",
@@ -421,15 +372,15 @@ async def kind_create(request: Request, kind: str, page: Writer, session: Sessio
                 spec,
                 page,
                 None,
-                items=[],
-                next_cursor=None,
+                items=rows,
+                next_cursor=nxt,
                 q="",
                 archived=False,
                 errors=field_errors(exc),
-                values=shown,
+                values=data.shown,
             ),
             page=page,
-            status=exc.status if isinstance(exc, RaptorFlowError) else 422,
+            status=exc.status,
         )
     return redirect(page.url(f"/{kind}/{obj.id}"))
 
@@ -463,7 +414,7 @@ async def _detail(
             body_html=body_html,
             title=str(getattr(obj, spec.title_attr)),
             errors=errors or {},
-            values=values if values is not None else _field_values(obj, spec.fields),
+            values=values if values is not None else shown_values(obj, [f.name for f in spec.fields]),
         ),
         page=page,
         status=status,
@@ -482,17 +433,15 @@ async def kind_detail(
 async def kind_edit(
     request: Request, kind: str, object_id: uuid.UUID, page: Writer, session: SessionDep
 ) -> Response:
-    """Save an edit (PATCH semantics through the service)."""
+    """Save an edit: the fields the user changed, PATCHed through the service."""
     spec = _kind(kind)
-    form = await request.form()
-    values = _form_values(form, spec.fields, partial=True)
+    service = spec.service(session, page.ctx)
+    current = shown_values(await service.get(object_id), [f.name for f in spec.fields])
+    data = read_controls(await request.form(), spec.update, spec.fields, edit=True)
     try:
-        await spec.service(session, page.ctx).update(object_id, spec.update.model_validate(values))
-    except (RaptorFlowError, ValidationError) as exc:
+        await service.update(object_id, data.changed_from(current).build(spec.update))
+    except RaptorFlowError as exc:
         await session.rollback()
-        if isinstance(exc, RaptorFlowError) and exc.status == 404:
-            raise
-        shown = {f.name: form_text(form, f.name) for f in spec.fields}
         return await _detail(
             request,
             spec,
@@ -500,8 +449,8 @@ async def kind_edit(
             session,
             object_id,
             errors=field_errors(exc),
-            values=shown,
-            status=exc.status if isinstance(exc, RaptorFlowError) else 422,
+            values=data.shown,
+            status=exc.status,
         )
     return redirect(page.url(f"/{kind}/{object_id}"))
 

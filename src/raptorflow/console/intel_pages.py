@@ -10,16 +10,15 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from pydantic import ValidationError
 
 from raptorflow.auth.permissions import Permission
 from raptorflow.console.charts import SCORE_BANDS, bar_chart, graph_layout, per_day
+from raptorflow.console.forms import Control, choices, read_controls, read_form, shown_values
 from raptorflow.console.repository import ConsoleRepository
 from raptorflow.console.web import (
     ConsoleRoute,
     OrgPage,
     field_errors,
-    form_list,
     form_text,
     org_page,
     redirect,
@@ -28,14 +27,14 @@ from raptorflow.console.web import (
 from raptorflow.intel.actors.service import ThreatActorService
 from raptorflow.intel.campaigns.service import CampaignService
 from raptorflow.intel.context_base import ContextFilters
-from raptorflow.intel.indicators.schemas import IndicatorCreate
+from raptorflow.intel.indicators.schemas import IndicatorCreate, IndicatorUpdate
 from raptorflow.intel.indicators.service import IndicatorService, to_out
 from raptorflow.intel.projects.service import ProjectService
 from raptorflow.intel.relationships import service as relationships
 from raptorflow.intel.sightings.service import SightingService
 from raptorflow.kit.db import utcnow
 from raptorflow.kit.deps import SessionDep
-from raptorflow.kit.errors import InvalidInput, RaptorFlowError
+from raptorflow.kit.errors import RaptorFlowError
 from raptorflow.kit.tenancy import bind_org
 from raptorflow.sharing.extraction.schemas import MAX_TEXT, ConfirmIn, ExtractIn
 from raptorflow.sharing.extraction.service import ExtractionService, text_from_html
@@ -164,16 +163,32 @@ def _filters(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@router.get("/indicators")
-async def indicators(
+QUICK_ADD = ("value", "classification", "score", "tags")
+EDIT = (
+    Control("classification", "Classification", "select", choices(CLASSIFICATIONS), blank=False),
+    Control("score", "Score (0 to 100)", "number", minimum=0, maximum=100, required=True),
+    Control("confidence", "Confidence (0 to 100)", "number", minimum=0, maximum=100, required=True),
+    Control("tlp", "TLP", "select", choices(TLPS), blank=False),
+    Control("tags", "Tags (comma-separated)", "list"),
+    Control("attack_techniques", "ATT&CK techniques (T1059, …)", "list"),
+    Control("valid_from", "Valid from (UTC)", "date"),
+    Control("valid_until", "Valid until (UTC)", "date"),
+    Control("description", "Description", "textarea"),
+)
+
+
+async def _indicators_page(
     request: Request,
-    page: Reader,
-    session: SessionDep,
-    q: Annotated[str, Query(max_length=200)] = "",
-    sort: Annotated[str, Query(max_length=40)] = "-created_at",
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    page: OrgPage,
+    session: Any,
+    *,
+    q: str = "",
+    sort: str = "-created_at",
+    cursor: str | None = None,
+    errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+    status: int = 200,
 ) -> Response:
-    """Search or filter, sort and page through indicators (no total count: keyset paging)."""
     service = IndicatorService(session, page.ctx)
     params = dict(request.query_params)
     if sort not in dict(SORTS):
@@ -203,49 +218,38 @@ async def indicators(
             "classifications": CLASSIFICATIONS,
             "tlps": TLPS,
             "projects": projects,
-            "errors": {},
+            "errors": errors or {},
+            "values": values or {},
         },
         page=page,
+        status=status,
     )
+
+
+@router.get("/indicators")
+async def indicators(
+    request: Request,
+    page: Reader,
+    session: SessionDep,
+    q: Annotated[str, Query(max_length=200)] = "",
+    sort: Annotated[str, Query(max_length=40)] = "-created_at",
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> Response:
+    """Search or filter, sort and page through indicators (no total count: keyset paging)."""
+    return await _indicators_page(request, page, session, q=q, sort=sort, cursor=cursor)
 
 
 @router.post("/indicators")
 async def quick_add(request: Request, page: Writer, session: SessionDep) -> Response:
     """Quick add: one value (type detected), optional classification, score and tags."""
-    form = await request.form()
-    raw: dict[str, Any] = {"value": form_text(form, "value"), "tags": form_list(form, "tags")}
-    for name in ("type", "classification", "tlp", "description"):
-        if form_text(form, name):
-            raw[name] = form_text(form, name)
-    if form_text(form, "score"):
-        raw["score"] = form_text(form, "score")
-    service = IndicatorService(session, page.ctx)
+    data = read_form(await request.form(), IndicatorCreate, QUICK_ADD)
     try:
-        body = IndicatorCreate.model_validate(raw)
-        row, _created = await service.create(body)
-    except (RaptorFlowError, ValidationError) as exc:
+        row, _created = await IndicatorService(session, page.ctx).create(data.build(IndicatorCreate))
+    except RaptorFlowError as exc:
         await session.rollback()
-        status = exc.status if isinstance(exc, RaptorFlowError) else 422
-        return render(
-            request,
-            "indicators.html",
-            {
-                "items": [],
-                "next_cursor": None,
-                "params": {},
-                "next_params": {},
-                "q": "",
-                "sort": "-created_at",
-                "sorts": SORTS,
-                "types": TYPES,
-                "classifications": CLASSIFICATIONS,
-                "tlps": TLPS,
-                "projects": [],
-                "errors": field_errors(exc),
-                "values": raw,
-            },
-            page=page,
-            status=status,
+        # The list as it was, with the form as the user filled it in and the field at fault named.
+        return await _indicators_page(
+            request, page, session, errors=field_errors(exc), values=data.shown, status=exc.status
         )
     return redirect(page.url(f"/indicators/{row.id}"))
 
@@ -290,60 +294,60 @@ async def paste_form(request: Request, page: Writer, session: SessionDep) -> Res
 @router.post("/indicators/paste")
 async def paste_preview(request: Request, page: Writer, session: SessionDep) -> Response:
     """The extraction preview: every candidate with its snippet, new ones pre-checked."""
-    form = await request.form()
-    text = str(form.get("text") or "")
+    data = read_form(await request.form(), ExtractIn, ("text", "format"), text={"text"})
     try:
-        body = ExtractIn.model_validate(
-            {"text": text, "format": "html" if form_text(form, "html") else "text"}
-        )
+        body = data.build(ExtractIn)
         source = text_from_html(body.text) if body.format == "html" else body.text
         found = await ExtractionService(session, page.ctx).extract(source)
-    except (RaptorFlowError, ValidationError) as exc:
+    except RaptorFlowError as exc:
         await session.rollback()
         return await _paste_page(
             request,
             page,
             session,
-            text=text[:MAX_TEXT],
+            text=str(data.shown.get("text", ""))[:MAX_TEXT],
             errors=field_errors(exc),
-            status=exc.status if isinstance(exc, RaptorFlowError) else 422,
+            status=exc.status,
         )
-    return await _paste_page(request, page, session, text=text, found=found)
+    return await _paste_page(request, page, session, text=body.text, found=found)
 
 
 @router.post("/indicators/paste/confirm")
 async def paste_confirm(request: Request, page: Writer, session: SessionDep) -> Response:
     """Store the checked candidates (same bulk path and merge rules as the API), optionally in a project."""
     form = await request.form()
-    items = []
-    for raw in form.getlist("item"):
-        kind, _, value = str(raw).partition(":")
-        items.append({"type": kind or None, "value": value})
-    raw_body: dict[str, Any] = {"items": items, "tags": form_list(form, "tags")}
-    for name in ("project_id", "classification", "tlp", "source"):
-        if form_text(form, name):
-            raw_body[name] = form_text(form, name)
+    data = read_form(form, ConfirmIn, ("project_id", "classification", "tlp", "tags", "source"))
+    # Each checked box carries "type:value" of one candidate the preview offered.
+    items = [str(raw).partition(":") for raw in form.getlist("item")]
+    data.values["items"] = [{"type": kind or None, "value": value} for kind, _, value in items]
+    if not items:
+        data.errors["items"] = "check at least one candidate"
     try:
-        if not items:
-            raise InvalidInput("items", "check at least one candidate")
-        result = await ExtractionService(session, page.ctx).confirm(ConfirmIn.model_validate(raw_body))
-    except (RaptorFlowError, ValidationError) as exc:
+        result = await ExtractionService(session, page.ctx).confirm(data.build(ConfirmIn))
+    except RaptorFlowError as exc:
         await session.rollback()
-        return await _paste_page(
-            request,
-            page,
-            session,
-            errors=field_errors(exc),
-            status=exc.status if isinstance(exc, RaptorFlowError) else 422,
-        )
+        return await _paste_page(request, page, session, errors=field_errors(exc), status=exc.status)
     return await _paste_page(request, page, session, result=result)
 
 
-@router.get("/indicators/{indicator_id}")
-async def indicator_detail(
-    request: Request, indicator_id: uuid.UUID, page: Reader, session: SessionDep
+async def _edit_controls(session: Any, page: OrgPage) -> tuple[Control, ...]:
+    projects, _ = await ProjectService(session, page.ctx).page(
+        archived=False, tag=None, q=None, limit=200, cursor=None
+    )
+    options = tuple((str(p.id), p.name) for p in projects)
+    return (Control("project_id", "Project", "select", options), *EDIT)
+
+
+async def _indicator_page(
+    request: Request,
+    page: OrgPage,
+    session: Any,
+    indicator_id: uuid.UUID,
+    *,
+    errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+    status: int = 200,
 ) -> Response:
-    """An indicator: effective score with its breakdown, history, sightings, relationships, ATT&CK."""
     service = IndicatorService(session, page.ctx)
     row = await service.get(indicator_id)
     item = to_out(row, utcnow(), await service.half_lives())
@@ -360,6 +364,7 @@ async def indicator_detail(
         for obj in batch
         if obj.get("id") == stix_id
     ]
+    controls = await _edit_controls(session, page) if page.can(Permission.intel_write) else ()
     return render(
         request,
         "indicator.html",
@@ -373,9 +378,46 @@ async def indicator_detail(
             "stix": orjson.dumps(stix_objects[0], option=orjson.OPT_INDENT_2).decode()
             if stix_objects
             else None,
+            "controls": controls,
+            "errors": errors or {},
+            "values": values if values is not None else shown_values(item, [c.name for c in controls]),
         },
         page=page,
+        status=status,
     )
+
+
+@router.get("/indicators/{indicator_id}")
+async def indicator_detail(
+    request: Request, indicator_id: uuid.UUID, page: Reader, session: SessionDep
+) -> Response:
+    """An indicator: effective score with its breakdown, history, sightings, relationships, ATT&CK."""
+    return await _indicator_page(request, page, session, indicator_id)
+
+
+@router.post("/indicators/{indicator_id}")
+async def edit_indicator(
+    request: Request, indicator_id: uuid.UUID, page: Writer, session: SessionDep
+) -> Response:
+    """Save the analyst fields the user changed (same rules and history as PATCH /indicators/{id})."""
+    service = IndicatorService(session, page.ctx)
+    controls = await _edit_controls(session, page)
+    current = shown_values(to_out(await service.get(indicator_id), utcnow(), {}), [c.name for c in controls])
+    data = read_controls(await request.form(), IndicatorUpdate, controls, edit=True)
+    try:
+        await service.update(indicator_id, data.changed_from(current).build(IndicatorUpdate))
+    except RaptorFlowError as exc:
+        await session.rollback()
+        return await _indicator_page(
+            request,
+            page,
+            session,
+            indicator_id,
+            errors=field_errors(exc),
+            values=data.shown,
+            status=exc.status,
+        )
+    return redirect(page.url(f"/indicators/{indicator_id}"))
 
 
 @router.post("/indicators/{indicator_id}/false-positive")

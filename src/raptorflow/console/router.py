@@ -22,7 +22,12 @@ from raptorflow.console.web import HERE
 from raptorflow.kit.errors import NotFound
 
 assets = APIRouter(prefix="/static", include_in_schema=False)
-_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml"}
+_TYPES = {
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".ico": "image/x-icon",
+}
 # Hand-written files shipped in the package: read once per process, served with an ETag.
 _FILES: dict[str, tuple[bytes, str, str]] = {}
 for _path in sorted((HERE / "static").iterdir()):
@@ -31,9 +36,7 @@ for _path in sorted((HERE / "static").iterdir()):
         _FILES[_path.name] = (_body, _TYPES[_path.suffix], '"' + hashlib.sha256(_body).hexdigest()[:16] + '"')
 
 
-@assets.get("/{name}", dependencies=[PublicRoute])
-async def static_file(name: str, request: Request) -> Response:
-    """A console stylesheet or script."""
+def _serve(name: str, request: Request) -> Response:
     found = _FILES.get(name)
     if found is None:
         raise NotFound()
@@ -44,10 +47,27 @@ async def static_file(name: str, request: Request) -> Response:
     return Response(body, media_type=media_type, headers=headers)
 
 
+@assets.get("/{name}", dependencies=[PublicRoute])
+async def static_file(name: str, request: Request) -> Response:
+    """A console stylesheet, script or icon."""
+    return _serve(name, request)
+
+
+# Browsers ask for /favicon.ico on their own (feed readers and bookmarks too), whatever the page links.
+favicon = APIRouter(include_in_schema=False)
+
+
+@favicon.get("/favicon.ico", dependencies=[PublicRoute])
+async def favicon_ico(request: Request) -> Response:
+    """The site icon."""
+    return _serve("favicon.ico", request)
+
+
 def include_console(app: FastAPI) -> None:
     """Add the console after the API routes (org pages before the generic per-kind pages)."""
     app.state.console_stats = StatsCache(app.state.redis)
     app.include_router(assets)
+    app.include_router(favicon)
     app.include_router(auth_pages.router)
     app.include_router(settings_pages.router)
     app.include_router(taxii_pages.router)

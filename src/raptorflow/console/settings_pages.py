@@ -7,14 +7,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from pydantic import ValidationError
 
 from raptorflow.accounts.repository import ApiKeyRepository, InvitationRepository, MembershipRepository
-from raptorflow.accounts.schemas import ApiKeyCreate, MemberAdd
+from raptorflow.accounts.schemas import ApiKeyCreate, MemberAdd, MemberRoleUpdate
 from raptorflow.accounts.service import ApiKeyService, OrganizationService
 from raptorflow.audit.repository import AuditRepository
 from raptorflow.auth.permissions import Permission, Role
-from raptorflow.console.web import ConsoleRoute, OrgPage, field_errors, form_text, org_page, redirect, render
+from raptorflow.console.forms import read_form
+from raptorflow.console.web import ConsoleRoute, OrgPage, field_errors, org_page, redirect, render
 from raptorflow.kit.db import utcnow
 from raptorflow.kit.deps import SessionDep
 from raptorflow.kit.errors import InvalidInput, RaptorFlowError
@@ -38,6 +38,7 @@ async def _members_page(
     session: Any,
     *,
     errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
     message: str | None = None,
     status: int = 200,
 ) -> Response:
@@ -53,6 +54,7 @@ async def _members_page(
             "invitations": invitations,
             "roles": ROLES,
             "errors": errors or {},
+            "values": values or {},
             "message": message,
         },
         page=page,
@@ -75,20 +77,16 @@ async def members(request: Request, page: MembersRead, session: SessionDep) -> R
 @router.post("/members")
 async def add_member(request: Request, page: MembersManage, session: SessionDep) -> Response:
     """Add an existing user, or invite an email (the link is shown once here)."""
-    form = await request.form()
+    data = read_form(await request.form(), MemberAdd, ("email", "role"))
     try:
-        body = MemberAdd.model_validate({"email": form_text(form, "email"), "role": form_text(form, "role")})
+        body = data.build(MemberAdd)
         membership, _invitation, link = await OrganizationService(session).add_member(
             page.ctx, str(body.email), body.role, request.app.state.settings.public_url
         )
-    except (RaptorFlowError, ValidationError) as exc:
+    except RaptorFlowError as exc:
         await session.rollback()
         return await _members_page(
-            request,
-            page,
-            session,
-            errors=field_errors(exc),
-            status=exc.status if isinstance(exc, RaptorFlowError) else 422,
+            request, page, session, errors=field_errors(exc), values=data.shown, status=exc.status
         )
     message = "Member added." if membership is not None else f"Invitation created. Send this link: {link}"
     return await _members_page(request, page, session, message=message)
@@ -99,11 +97,8 @@ async def change_role(
     request: Request, user_id: uuid.UUID, page: MembersManage, session: SessionDep
 ) -> Response:
     """Change a member's role (service rules: not your own, only owners touch owner)."""
-    form = await request.form()
-    role = form_text(form, "role")
-    if role not in ROLES:
-        raise InvalidInput("role", f"one of {', '.join(ROLES)}")
-    await OrganizationService(session).change_role(page.ctx, user_id, Role(role))
+    body = read_form(await request.form(), MemberRoleUpdate, ("role",)).build(MemberRoleUpdate)
+    await OrganizationService(session).change_role(page.ctx, user_id, body.role)
     return redirect(page.url("/settings/members"))
 
 
@@ -128,13 +123,14 @@ async def _keys_page(
     *,
     secret: str | None = None,
     errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
     status: int = 200,
 ) -> Response:
     keys = list(await ApiKeyRepository(session, page.org_id).page(None, 500))
     return render(
         request,
         "settings/api_keys.html",
-        {"keys": keys, "roles": ROLES, "secret": secret, "errors": errors or {}},
+        {"keys": keys, "roles": ROLES, "secret": secret, "errors": errors or {}, "values": values or {}},
         page=page,
         status=status,
     )
@@ -149,20 +145,13 @@ async def api_keys(request: Request, page: KeysManage, session: SessionDep) -> R
 @router.post("/api-keys")
 async def create_api_key(request: Request, page: KeysManage, session: SessionDep) -> Response:
     """Create a key; its secret is on this response only (not in a redirect, not stored)."""
-    form = await request.form()
-    raw: dict[str, Any] = {"name": form_text(form, "name"), "role": form_text(form, "role") or "viewer"}
-    if form_text(form, "expires"):
-        raw["expires_at"] = form_text(form, "expires") + "T00:00:00Z"
+    data = read_form(await request.form(), ApiKeyCreate, ("name", "role", "expires_at", "allowed_ips"))
     try:
-        _key, secret = await ApiKeyService(session, page.ctx).create(ApiKeyCreate.model_validate(raw))
-    except (RaptorFlowError, ValidationError) as exc:
+        _key, secret = await ApiKeyService(session, page.ctx).create(data.build(ApiKeyCreate))
+    except RaptorFlowError as exc:
         await session.rollback()
         return await _keys_page(
-            request,
-            page,
-            session,
-            errors=field_errors(exc),
-            status=exc.status if isinstance(exc, RaptorFlowError) else 422,
+            request, page, session, errors=field_errors(exc), values=data.shown, status=exc.status
         )
     return await _keys_page(request, page, session, secret=secret)
 
@@ -211,6 +200,7 @@ async def _webhooks_page(
     *,
     secret: str | None = None,
     errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
     message: str | None = None,
     status: int = 200,
 ) -> Response:
@@ -218,7 +208,14 @@ async def _webhooks_page(
     return render(
         request,
         "settings/webhooks.html",
-        {"hooks": hooks, "events": EVENTS, "secret": secret, "errors": errors or {}, "message": message},
+        {
+            "hooks": hooks,
+            "events": EVENTS,
+            "secret": secret,
+            "errors": errors or {},
+            "values": values or {"active": True},
+            "message": message,
+        },
         page=page,
         status=status,
     )
@@ -230,29 +227,21 @@ async def webhooks(request: Request, page: WebhooksManage, session: SessionDep) 
     return await _webhooks_page(request, page, session)
 
 
+WEBHOOK_FIELDS = ("url", "events", "min_score", "description", "active")
+
+
 @router.post("/webhooks")
 async def create_webhook(request: Request, page: WebhooksManage, session: SessionDep) -> Response:
     """Subscribe a URL; the signing secret is on this response only."""
-    form = await request.form()
-    raw: dict[str, Any] = {
-        "url": form_text(form, "url"),
-        "events": [str(e) for e in form.getlist("events")],
-        "description": form_text(form, "description"),
-    }
-    if form_text(form, "min_score"):
-        raw["min_score"] = form_text(form, "min_score")
+    data = read_form(await request.form(), WebhookCreate, WEBHOOK_FIELDS, many={"events"})
     try:
         _hook, secret = await WebhookService(session, page.ctx, request.app.state.settings).create(
-            WebhookCreate.model_validate(raw)
+            data.build(WebhookCreate)
         )
-    except (RaptorFlowError, ValidationError) as exc:
+    except RaptorFlowError as exc:
         await session.rollback()
         return await _webhooks_page(
-            request,
-            page,
-            session,
-            errors=field_errors(exc),
-            status=exc.status if isinstance(exc, RaptorFlowError) else 422,
+            request, page, session, errors=field_errors(exc), values=data.shown, status=exc.status
         )
     return await _webhooks_page(request, page, session, secret=secret)
 

@@ -8,24 +8,25 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
 from raptorflow.auth.permissions import Permission
+from raptorflow.console.forms import FormInvalid, read_form
 from raptorflow.console.web import (
     ConsoleRoute,
     OrgPage,
     field_errors,
-    form_list,
     form_text,
     org_page,
     redirect,
     render,
 )
+from raptorflow.intel.common import TLP, Classification
 from raptorflow.intel.projects.service import ProjectService
 from raptorflow.kit.db import utcnow
 from raptorflow.kit.deps import SessionDep
-from raptorflow.kit.errors import InvalidInput, NotFound, RaptorFlowError
+from raptorflow.kit.errors import NotFound, RaptorFlowError
 from raptorflow.sharing.exports import service as exports
 from raptorflow.sharing.exports.schemas import export_filters
 from raptorflow.sharing.feeds.schemas import FeedCreate
@@ -65,6 +66,7 @@ async def _imports_page(
     cursor: str | None = None,
     *,
     errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
     status: int = 200,
 ) -> Response:
     rows, nxt = await ImportService(session, page.ctx).page(50, cursor)
@@ -79,7 +81,10 @@ async def _imports_page(
             "next_cursor": nxt,
             "formats": IMPORT_FORMATS,
             "projects": projects,
+            "classifications": [c.value for c in Classification],
+            "tlps": [t.value for t in TLP],
             "errors": errors or {},
+            "values": values or {},
         },
         page=page,
         status=status,
@@ -97,31 +102,32 @@ async def imports(
     return await _imports_page(request, page, session, cursor)
 
 
+IMPORT_FIELDS = ("project_id", "classification", "tlp", "tags", "source")
+
+
 @router.post("/imports")
 async def upload(request: Request, page: Writer, session: SessionDep) -> Response:
     """Store an uploaded file and queue its import (the same service as the API)."""
     form = await request.form()
     file = form.get("file")
+    data = read_form(form, ImportOptions, IMPORT_FIELDS)
     fmt = form_text(form, "format") or None
-    raw: dict[str, Any] = {"tags": form_list(form, "tags")}
-    for name in ("project_id", "classification", "source"):
-        if form_text(form, name):
-            raw[name] = form_text(form, name)
+    if fmt is not None and fmt not in IMPORT_FORMATS:
+        data.errors["format"] = f"one of {', '.join(IMPORT_FORMATS)}"
     try:
         if not isinstance(file, UploadFile) or not file.filename:
-            raise InvalidInput("file", "choose a file to import")
-        if fmt is not None and fmt not in IMPORT_FORMATS:
-            raise InvalidInput("format", f"one of {', '.join(IMPORT_FORMATS)}")
-        options = ImportOptions.model_validate(raw)
+            raise FormInvalid({**data.errors, "file": "choose a file to import"})
+        options = data.build(ImportOptions)
         row, _job = await ImportService(session, page.ctx).create(fmt, file.filename, options, _chunks(file))
-    except (RaptorFlowError, ValidationError) as exc:
+    except RaptorFlowError as exc:
         await session.rollback()
         return await _imports_page(
             request,
             page,
             session,
             errors=field_errors(exc),
-            status=exc.status if isinstance(exc, RaptorFlowError) else 422,
+            values={**data.shown, "format": fmt or ""},
+            status=exc.status,
         )
     return redirect(page.url(f"/imports/{row.id}"))
 
@@ -153,11 +159,14 @@ async def exports_page(request: Request, page: Reader, session: SessionDep) -> R
 class ExportForm(BaseModel):
     """The export page's filters (blank fields mean "any")."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     type: str | None = Field(default=None, max_length=32)
     min_score: int | None = Field(default=None, ge=0, le=100)
     project_id: uuid.UUID | None = None
+
+
+EXPORT_FIELDS = ("type", "min_score", "project_id")
 
 
 @router.get("/exports/download/{fmt}")
@@ -166,12 +175,7 @@ async def export_download(request: Request, fmt: str, page: Reader) -> Response:
     found = EXPORTS.get(fmt)
     if found is None:
         raise NotFound()
-    given = {k: v for k, v in request.query_params.items() if v.strip()}
-    try:
-        chosen = ExportForm.model_validate(given)
-    except ValidationError as exc:
-        name, message = next(iter(field_errors(exc).items()))
-        raise InvalidInput(name, message) from None
+    chosen = read_form(request.query_params, ExportForm, EXPORT_FIELDS).build(ExportForm)
     filters = export_filters(type=chosen.type, min_score=chosen.min_score, project_id=chosen.project_id)
     _label, media_type, filename = found
     chunks = exports.stream_for(
@@ -214,27 +218,21 @@ async def feeds(request: Request, page: Reader, session: SessionDep) -> Response
     return await _feeds_page(request, page, session)
 
 
+FEED_FIELDS = ("name", "kind", "url", "username", "password", "schedule_minutes", "tags")
+
+
 @router.post("/feeds")
 async def add_feed(request: Request, page: Writer, session: SessionDep) -> Response:
     """Subscribe to a feed (the service checks the URL, name and project)."""
-    form = await request.form()
-    values: dict[str, Any] = {k: form_text(form, k) for k in ("name", "kind", "url")}
-    raw: dict[str, Any] = {**values, "tags": form_list(form, "tags")}
-    if form_text(form, "schedule_minutes"):
-        raw["schedule_minutes"] = form_text(form, "schedule_minutes")
+    data = read_form(await request.form(), FeedCreate, FEED_FIELDS)
     try:
-        await FeedService(session, page.ctx, request.app.state.settings).create(
-            FeedCreate.model_validate(raw)
-        )
-    except (RaptorFlowError, ValidationError) as exc:
+        await FeedService(session, page.ctx, request.app.state.settings).create(data.build(FeedCreate))
+    except RaptorFlowError as exc:
         await session.rollback()
+        # The password is never sent back into the page.
+        shown = {k: v for k, v in data.shown.items() if k != "password"}
         return await _feeds_page(
-            request,
-            page,
-            session,
-            errors=field_errors(exc),
-            values=values,
-            status=exc.status if isinstance(exc, RaptorFlowError) else 422,
+            request, page, session, errors=field_errors(exc), values=shown, status=exc.status
         )
     return redirect(page.url("/feeds"))
 

@@ -11,25 +11,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import ValidationError
 
 from raptorflow.accounts.repository import OrganizationRepository
 from raptorflow.auth.permissions import Permission
-from raptorflow.console.web import (
-    ConsoleRoute,
-    OrgPage,
-    field_errors,
-    form_list,
-    form_text,
-    org_page,
-    redirect,
-    render,
-)
+from raptorflow.console.forms import read_form
+from raptorflow.console.web import ConsoleRoute, OrgPage, field_errors, org_page, redirect, render
 from raptorflow.intel.projects.service import ProjectService
 from raptorflow.kit.deps import SessionDep
 from raptorflow.kit.errors import NotFound, RaptorFlowError
 from raptorflow.sharing.taxii.repository import TaxiiRepository
-from raptorflow.sharing.taxii.schemas import CollectionCreate
+from raptorflow.sharing.taxii.schemas import CollectionCreate, CollectionFilter
 from raptorflow.sharing.taxii.service import INDICATOR_TYPES, CollectionService, collection_url
 
 router = APIRouter(prefix="/o/{org_id}/settings", route_class=ConsoleRoute, include_in_schema=False)
@@ -107,43 +98,21 @@ async def taxii_collections(request: Request, page: Reader, session: SessionDep)
     return await _page(request, page, session)
 
 
+FILTER_FIELDS = ("project_id", "tags", "types", "min_score", "tlp_max")
+
+
 @router.post("/taxii")
 async def create_collection(request: Request, page: Admin, session: SessionDep) -> Response:
     """Define a collection (title, filter, read/write) through the collection service."""
     form = await request.form()
-    spec: dict[str, Any] = {}
-    if form_text(form, "project_id"):
-        spec["project_id"] = form_text(form, "project_id")
-    if form_list(form, "tags"):
-        spec["tags"] = form_list(form, "tags")
-    types = [str(t) for t in form.getlist("types") if str(t).strip()]
-    if types:
-        spec["types"] = types
-    min_score = form_text(form, "min_score")
-    if min_score:
-        # The schema takes JSON integers only; a non-number stays text so its error names the field.
-        spec["min_score"] = int(min_score) if min_score.isdigit() else min_score
-    if form_text(form, "tlp_max"):
-        spec["tlp_max"] = form_text(form, "tlp_max")
-    raw = {
-        "title": form_text(form, "title"),
-        "description": form_text(form, "description"),
-        "filter": spec,
-        "can_read": form.get("can_read") is not None,
-        "can_write": form.get("can_write") is not None,
-    }
+    data = read_form(form, CollectionCreate, ("title", "description", "can_read", "can_write"))
+    data.nest("filter", read_form(form, CollectionFilter, FILTER_FIELDS, many={"types"}))
     try:
-        row = await CollectionService(session, page.ctx).create(CollectionCreate.model_validate(raw))
-    except (RaptorFlowError, ValidationError) as exc:
+        row = await CollectionService(session, page.ctx).create(data.build(CollectionCreate))
+    except RaptorFlowError as exc:
         await session.rollback()
-        values = {**raw, **spec, "types": types, "tags": form_text(form, "tags")}
         return await _page(
-            request,
-            page,
-            session,
-            errors=field_errors(exc),
-            values=values,
-            status=exc.status if isinstance(exc, RaptorFlowError) else 422,
+            request, page, session, errors=field_errors(exc), values=data.shown, status=exc.status
         )
     return await _page(request, page, session, message=f"Collection “{row.title}” created.")
 

@@ -21,9 +21,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from raptorflow.accounts.schemas import SLUG_PATTERN
 from raptorflow.accounts.users import UserService
 from raptorflow.audit.service import AuditContext
 from raptorflow.auth.deps import AUTHENTICATED, PERMISSION_ATTR, PUBLIC, client_ip
@@ -66,6 +66,27 @@ def _when(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
 
 
 templates.filters["when"] = _when
+
+
+def html_pattern(regex: str) -> str:
+    """A schema's regex as an HTML `pattern`: implicitly anchored, and valid under the `v` flag browsers
+    compile it with (a literal '-' at either end of a character class must be escaped there)."""
+    body = regex.removeprefix("^").removesuffix("$")
+    out: list[str] = []
+    in_class = False
+    for i, char in enumerate(body):
+        escaped = i > 0 and body[i - 1] == "\\"
+        if char == "[" and not escaped:
+            in_class = True
+        elif char == "]" and not escaped:
+            in_class = False
+        elif char == "-" and in_class and not escaped and (body[i - 1] == "[" or body[i + 1 : i + 2] == "]"):
+            out.append("\\")
+        out.append(char)
+    return "".join(out)
+
+
+templates.globals["slug_pattern"] = html_pattern(SLUG_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -334,14 +355,8 @@ def redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
-def field_errors(exc: RaptorFlowError | ValidationError) -> dict[str, str]:
-    """Messages per form field from a service error or a schema's validation error."""
-    if isinstance(exc, ValidationError):
-        out: dict[str, str] = {}
-        for err in exc.errors():
-            name = ".".join(str(p) for p in err["loc"]) or "form"
-            out.setdefault(name.split(".")[0], err["msg"])
-        return out
+def field_errors(exc: RaptorFlowError) -> dict[str, str]:
+    """Messages per form field from a service's or a form's error (the whole message when unnamed)."""
     errors = exc.errors or []
     found = {str(e.get("field", "form")).split(".")[0]: str(e.get("message", "")) for e in errors}
     return found or {"form": exc.detail}
@@ -397,9 +412,3 @@ def form_text(form: Any, name: str) -> str:
     """A trimmed text field of a submitted form ('' when absent or a file)."""
     value = form.get(name)
     return value.strip() if isinstance(value, str) else ""
-
-
-def form_list(form: Any, name: str) -> list[str]:
-    """A comma- or newline-separated form field as a list of non-empty items."""
-    raw = form_text(form, name).replace("\n", ",")
-    return [part.strip() for part in raw.split(",") if part.strip()]
