@@ -33,7 +33,8 @@ async def test_docs_render_offline_under_their_csp(server: Server, browser: Any)
     finally:
         await context.close()
     methods = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
-    paths = httpx.get(server.url + "/openapi.json").json()["paths"].values()
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        paths = (await http.get("/openapi.json")).json()["paths"].values()
     operations = sum(1 for item in paths for key in item if key in methods)
     assert outside == []
     assert not [m for m in messages if "Content Security Policy" in m], messages
