@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# `make run HOST=0.0.0.0 PORT=8080`: where the embedded default serves.
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
 .PHONY: run test lint fmt fuzz bench clean install install-dev browser e2e
 
@@ -24,7 +27,7 @@ install-dev: $(VENV)/.installed-dev
 
 run: $(VENV)/.installed
 	$(BIN)/raptorflow migrate
-	$(BIN)/raptorflow serve
+	$(BIN)/raptorflow serve --host $(HOST) --port $(PORT)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests migrations bench

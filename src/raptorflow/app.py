@@ -49,6 +49,7 @@ from raptorflow.sharing.imports import endpoints as import_endpoints
 from raptorflow.sharing.stix import endpoints as stix_endpoints
 from raptorflow.sharing.taxii import endpoints as taxii_endpoints
 from raptorflow.sharing.taxii import schemas as taxii_schemas
+from raptorflow.system.docs import router as docs_router
 from raptorflow.system.endpoints import router as system_router
 from raptorflow.webhooks import endpoints as webhook_endpoints
 
@@ -88,7 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Multi-tenant threat-intelligence platform",
         default_response_class=ORJSONResponse,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # served by raptorflow.system.docs from this process (no CDN)
         redoc_url=None,
         lifespan=_lifespan,
     )
@@ -142,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(LookupFastPath, state=app.state)
     install_http_middleware(app, settings)
     app.include_router(system_router)
+    app.include_router(docs_router)
     app.include_router(auth_endpoints.router)
     app.include_router(auth_endpoints.wellknown)
     app.include_router(accounts_endpoints.users)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 import uuid
@@ -14,7 +15,14 @@ import typer
 from pydantic import ValidationError
 
 from raptorflow import __version__
-from raptorflow.config import Registration, Settings, SettingsError, load_settings
+from raptorflow.config import (
+    Registration,
+    Settings,
+    SettingsError,
+    load_settings,
+    public_url_unset,
+    served_url,
+)
 from raptorflow.kit import migrations
 from raptorflow.kit.db import create_engine, session_factory, utcnow
 from raptorflow.kit.errors import RaptorFlowError
@@ -87,6 +95,11 @@ def serve(
     from raptorflow.console.setup import issue_setup_token
 
     settings = settings_or_exit()
+    if public_url_unset(settings):
+        # Links (setup, invitations, TAXII, token issuer) name the address actually served; the
+        # worker processes uvicorn starts read it from the environment they inherit.
+        os.environ["RAPTORFLOW_PUBLIC_URL"] = served_url(host, port)
+        settings = settings.model_copy(update={"public_url": os.environ["RAPTORFLOW_PUBLIC_URL"]})
     configure_logging(fmt=settings.effective_log_format.value, level=settings.log_level)
     prepare_database(settings)
     setup_token = in_transaction(settings, issue_setup_token)

@@ -202,6 +202,20 @@ def load_settings(**overrides: Any) -> Settings:
         raise SettingsError(describe_validation_error(exc)) from None
 
 
+def served_url(host: str, port: int) -> str:
+    """The base URL of `serve --host HOST --port PORT` as a browser on this machine reaches it."""
+    # A wildcard bind is reachable on loopback; operators who serve others set RAPTORFLOW_PUBLIC_URL.
+    reach = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
+    if ":" in reach:
+        reach = f"[{reach}]"
+    return f"http://{reach}:{port}"
+
+
+def public_url_unset(settings: Settings) -> bool:
+    """True when RAPTORFLOW_PUBLIC_URL was not given (environment, .env or argument)."""
+    return "public_url" not in settings.model_fields_set
+
+
 @lru_cache(maxsize=1)
 def settings_from_env() -> Settings:
     """Settings of this process (used by the uvicorn factory and the CLI)."""

@@ -55,7 +55,8 @@ VALID: list[tuple[str, str | None, IndicatorType, str]] = [
     ("xn--bcher-kva.de", None, T.domain, "xn--bcher-kva.de"),
     ("my_host.evil-infra.net", None, T.domain, "my_host.evil-infra.net"),
     ("a.b.c.d.example.co.uk", "hostname", T.domain, "a.b.c.d.example.co.uk"),
-    ("例え.テスト", None, T.domain, "xn--r8jz45g.xn--zckzah"),
+    ("例え.テスト", "domain", T.domain, "xn--r8jz45g.xn--zckzah"),  # a retired IANA test TLD: only as given
+    ("пример.рф", None, T.domain, "xn--e1afmkfd.xn--p1ai"),
     ("evil\u3002com", None, T.domain, "evil.com"),
     ("i\u2764.ws", None, T.domain, "xn--i-7iq.ws"),
     ("1.2.3.com", None, T.domain, "1.2.3.com"),
@@ -112,6 +113,14 @@ VALID: list[tuple[str, str | None, IndicatorType, str]] = [
     ("  invoice.pdf.exe ", "filename", T.filename, "invoice.pdf.exe"),
     ('"my report (final).docx"', "filename", T.filename, "my report (final).docx"),
     ("setup[dot]exe", "filename", T.filename, "setup[dot]exe"),
+    # A dotted name is a domain only under a top-level domain of the Public Suffix List (or a special-use one).
+    ("3Z4wnG9603it23y.exe", None, T.filename, "3Z4wnG9603it23y.exe"),
+    ("payload.bin", None, T.filename, "payload.bin"),
+    ("invoice.pdf.dll", None, T.filename, "invoice.pdf.dll"),
+    ("payload.bin", "domain", T.domain, "payload.bin"),
+    ("evil.co.uk", None, T.domain, "evil.co.uk"),
+    ("login.evil.test", None, T.domain, "login.evil.test"),
+    ("hidden.onion", None, T.domain, "hidden.onion"),
     # mutex
     ("Global\\MsWinZonesCacheCounterMutexA", "mutex", T.mutex, "Global\\MsWinZonesCacheCounterMutexA"),
     (" )!VoqA.I4 ", "mutex", T.mutex, ")!VoqA.I4"),

@@ -56,7 +56,8 @@ def live_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
         cwd=Path(__file__).resolve().parents[2],
     )
     try:
-        deadline = time.monotonic() + 30
+        # A loaded 2-core CI machine can take this long to import and migrate.
+        deadline = time.monotonic() + 90
         while True:
             try:
                 if httpx.get(f"{base}/health", timeout=1).status_code == 200:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -132,7 +133,11 @@ def test_serve_on_embedded_default_migrates_and_answers(tmp_path: Path) -> None:
         assert db.exists()
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        out, _ = proc.communicate(timeout=20)
+    # With RAPTORFLOW_PUBLIC_URL unset, the first-run link names the port actually served, not 8000.
+    link = re.search(rb"open (\S+/setup\?token=\S+)", out)
+    assert link is not None, out
+    assert link.group(1).startswith(f"http://127.0.0.1:{port}/setup?token=".encode()), link.group(1)
     import sqlite3
 
     with sqlite3.connect(db) as conn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -74,6 +75,32 @@ async def test_openapi_and_docs(client: httpx.AsyncClient) -> None:
     docs = await client.get("/docs")
     assert docs.status_code == 200
     assert "swagger" in docs.text.lower()
+
+
+async def test_docs_need_no_network(client: httpx.AsyncClient) -> None:
+    """/docs loads every file from this server: no CDN, no inline script, a CSP allowing only 'self'."""
+    docs = await client.get("/docs")
+    csp = docs.headers["content-security-policy"]
+    directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
+    assert directives["script-src"] == "'self'", csp
+    assert "http" not in csp, csp
+    sources = re.findall(r'(?:src|href)="([^"]+)"', docs.text)
+    assert len(sources) >= 3, docs.text
+    assert "<script>" not in docs.text, "an inline script would need 'unsafe-inline'"
+    for source in sources:
+        assert source.startswith("/"), f"{source} is not served by this process"
+        asset = await client.get(source)
+        assert asset.status_code == 200, source
+        assert asset.content, source
+    bundle = await client.get("/docs/assets/swagger-ui-bundle.js")
+    assert bundle.headers["content-type"].startswith("text/javascript")
+    assert b"SwaggerUIBundle" in bundle.content
+    again = await client.get(
+        "/docs/assets/swagger-ui-bundle.js", headers={"If-None-Match": bundle.headers["etag"]}
+    )
+    assert again.status_code == 304
+    assert (await client.get("/docs/assets/core.py")).status_code == 404
+    assert (await client.get("/docs/assets/nothing.js")).status_code == 404
 
 
 async def test_unknown_path_is_a_problem(client: httpx.AsyncClient) -> None:

@@ -53,15 +53,12 @@ class RequestContextMiddleware:
         app: ASGIApp,
         *,
         security_headers: list[tuple[bytes, bytes]] | None = None,
-        docs_headers: list[tuple[bytes, bytes]] | None = None,
         api_prefix: str = "/api/",
         metrics: bool = False,
     ) -> None:
         self.app = app
         # Precomputed once: the per-response cost is one list extend.
         self.security_headers = list(security_headers or [])
-        # The interactive API docs load Swagger UI's script and styles from its CDN.
-        self.docs_headers = list(docs_headers if docs_headers is not None else self.security_headers)
         self.api_prefix = api_prefix
         self.metrics = metrics
 
@@ -85,7 +82,7 @@ class RequestContextMiddleware:
 
         is_api = scope["path"].startswith(self.api_prefix)
         state = scope["state"]
-        extra = self.docs_headers if scope["path"].startswith("/docs") else self.security_headers
+        extra = self.security_headers
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status, response_started
@@ -338,11 +335,6 @@ async def _problem(
     await send({"type": "http.response.body", "body": body})
 
 
-DOCS_CSP = (
-    "default-src 'self'; img-src 'self' data: https://fastapi.tiangolo.com; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; frame-ancestors 'none'"
-)
 DEFAULT_CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
@@ -444,6 +436,5 @@ def install_http_middleware(app: Any, settings: Any) -> None:
     app.add_middleware(
         RequestContextMiddleware,
         security_headers=security_headers(hsts=https),
-        docs_headers=security_headers(hsts=https, csp=DOCS_CSP),
         metrics=settings.metrics_enabled,
     )

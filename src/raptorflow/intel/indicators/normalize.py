@@ -8,6 +8,7 @@ regular expressions, and regular expressions before :mod:`ipaddress` or IDNA.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Iterable
@@ -229,6 +230,31 @@ def _is_schemeless_url(s: str) -> bool:
     return m is not None and _is_schemeless_authority(m.group(1))
 
 
+# Names reserved for special use (RFC 2606, 6761, 7686, 9476; ICANN's .internal) are not public suffixes,
+# yet values under them are host names: tests, documentation, mDNS, Tor.
+_SPECIAL_USE_TLDS = frozenset(
+    {"example", "test", "invalid", "localhost", "local", "onion", "alt", "internal"}
+)
+
+
+@functools.cache
+def _known_tlds() -> frozenset[str]:
+    """Every top-level label of the Public Suffix List (the snapshot tldextract ships; no network)."""
+    # Imported here, once: tldextract pulls in `requests` (a third of a second), which the CLI's quick
+    # commands and the workers that never guess a type should not pay for.
+    import tldextract
+
+    extractor = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, include_psl_private_domains=False)
+    labels = {suffix.rsplit(".", 1)[-1] for suffix in extractor.tlds}
+    punycode = {_idna_label(label) for label in labels if not label.isascii()}
+    return frozenset({label.lower() for label in labels if label.isascii()} | punycode | _SPECIAL_USE_TLDS)
+
+
+def _public_tld(d: str) -> bool:
+    """Whether a lower-case, punycoded name ends in a top-level domain that exists (not `.exe`, `.dll`)."""
+    return d[d.rfind(".") + 1 :] in _known_tlds()
+
+
 def _detect(s: str) -> IndicatorType | None:
     """Detection on an already refanged, non-empty value."""
     n = len(s)
@@ -265,13 +291,15 @@ def _detect(s: str) -> IndicatorType | None:
             if d.endswith("."):
                 d = d[:-1]
             if _domain_ascii_ok(d):
-                return IndicatorType.domain
+                # A dotted name whose last label is no top-level domain is a file name
+                # (`3Z4wnG9603it23y.exe`); `type` still makes any such value a domain.
+                return IndicatorType.domain if _public_tld(d) else IndicatorType.filename
         else:
             try:
-                _domain(s)
+                d = _domain(s)
             except InvalidIndicator:
                 return None
-            return IndicatorType.domain
+            return IndicatorType.domain if _public_tld(d) else IndicatorType.filename
     return None
 
 
@@ -720,7 +748,12 @@ def _already_normal(value: str) -> Normalized | None:
         return Normalized(IndicatorType.ipv4, value)
     if _DOTTED_HOSTNAME_RE.fullmatch(value):
         tld = value[value.rfind(".") + 1 :]
-        if tld.isdigit() or "_" in tld or (value[0] == "a" and _ASN_SHAPE_RE.fullmatch(value)):
+        if (
+            tld.isdigit()
+            or "_" in tld
+            or (value[0] == "a" and _ASN_SHAPE_RE.fullmatch(value))
+            or tld not in _known_tlds()
+        ):
             return None
         return Normalized(IndicatorType.domain, value)
     return None

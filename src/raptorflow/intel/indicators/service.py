@@ -229,7 +229,10 @@ class IndicatorService:
             "description": item.description or "",
             "attack_techniques": p.techniques,
             "first_seen": first_seen,
-            "last_seen": max(item.last_seen or first_seen, first_seen),
+            # Decay counts from when a source last asserted the value: its last_seen, else now (when
+            # it reached us), never an old first_seen or valid_from. Imports and STIX staging say the
+            # same in SQL (tests/intel/test_decay_origin.py holds all paths to it).
+            "last_seen": max(item.last_seen or now, first_seen),
             "valid_from": item.valid_from,
             "valid_until": item.valid_until,
             "false_positive": False,

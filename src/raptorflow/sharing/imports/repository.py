@@ -67,7 +67,7 @@ WITH agg AS (
          coalesce(classification, :classification) AS classification,
          coalesce(description, '') AS description,
          coalesce(first_seen, last_seen, :now) AS first_seen,
-         greatest(coalesce(last_seen, first_seen, :now), coalesce(first_seen, last_seen, :now)) AS last_seen,
+         greatest(coalesce(last_seen, :now), coalesce(first_seen, last_seen, :now)) AS last_seen,
          coalesce(tags, CAST(:default_tags AS jsonb)) AS tags
   FROM agg
 ), ins AS (

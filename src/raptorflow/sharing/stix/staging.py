@@ -187,7 +187,8 @@ WITH firsts AS MATERIALIZED (
        false_positive, sightings_count, stix_id, created_by, created_at, updated_at)
   SELECT @UUID7@, :org_id, s.type, s.value, :project_id, s.classification, coalesce(s.confidence, 50), 50,
          s.tlp, s.tags, CAST(:sources AS jsonb), coalesce(s.description, ''), '[]'::jsonb,
-         coalesce(s.first_seen, :now), coalesce(s.first_seen, :now), s.valid_from, s.valid_until, false, 0,
+         coalesce(s.first_seen, :now), greatest(s.first_seen, CAST(:now AS timestamptz)), s.valid_from,
+         s.valid_until, false, 0,
          s.stix_id, :created_by, :now, :now
   FROM src AS s
   WHERE NOT EXISTS (SELECT 1 FROM old AS o WHERE o.type = s.type AND o.value = s.value)
