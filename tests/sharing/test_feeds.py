@@ -1,4 +1,9 @@
-"""Feeds pulled from real servers on 127.0.0.1: a static HTTP server (CSV, text, MISP feed) and medallion."""
+"""Feeds pulled from real servers on 127.0.0.1: a static HTTP server (CSV, text, MISP feed) and medallion.
+
+The servers are on 127.0.0.1, so most tests run an app with `outbound_allow_private=True`; the SSRF guard
+tests run one with the default settings, whose DNS server (`tests.dns_server`) says a feed host is
+127.0.0.1.
+"""
 
 from __future__ import annotations
 
@@ -8,29 +13,70 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+import trustme
 
-from tests.conftest import Actor, create_org, sign_up
+from raptorflow.app import create_app
+from tests.conftest import Actor, create_org, make_settings, sign_up, truncate_all
+from tests.dns_server import RebindingDns
 
 FEEDS = "/api/v1/feeds"
 TAXII_USER, TAXII_PASSWORD = "feeder", "medallion-test-password"
 COLLECTION = "91a7b528-80eb-42ed-a74d-c6fbd5a26116"
+# What the tests' DNS server answers for this name: 127.0.0.1, where the feed servers are.
+FEED_HOST = "feeds.raptorflow.test"
+# The cap of what a pull reads whole (MISP files, TAXII pages), small enough to pass in a test.
+OUTBOUND_MAX_BYTES = 64 * 1024
 
 
 class _Quiet(SimpleHTTPRequestHandler):
+    """Serves the directory; `/hop/N/path` redirects N times before serving `path`; `/to?location=X`
+    redirects to X. Every request path is recorded in the server's `hits`."""
+
+    def do_GET(self) -> None:
+        self.server.hits.append(self.path)  # type: ignore[attr-defined]
+        parts = urlsplit(self.path)
+        segments = parts.path.split("/", 3)
+        if parts.path == "/to":
+            self._redirect(parse_qs(parts.query)["location"][0])
+        elif len(segments) == 4 and segments[1] == "hop" and int(segments[2]) > 0:
+            self._redirect(f"/hop/{int(segments[2]) - 1}/{segments[3]}")
+        elif len(segments) == 4 and segments[1] == "hop":
+            self.path = "/" + segments[3]
+            super().do_GET()
+        else:
+            super().do_GET()
+
+    def _redirect(self, location: str) -> None:
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def log_message(self, format: str, *args: Any) -> None:
         return None
+
+
+def _serve(root: Path, tls: ssl.SSLContext | None = None) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
+    server.hits = []  # type: ignore[attr-defined]
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 @pytest.fixture
@@ -38,12 +84,56 @@ def static_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A static HTTP server on 127.0.0.1 serving a temporary directory."""
     root = tmp_path / "www"
     root.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = _serve(root)
     yield f"http://127.0.0.1:{server.server_address[1]}", root
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="module")
+def feed_dns() -> Iterator[RebindingDns]:
+    """A DNS server on 127.0.0.1 that resolves FEED_HOST to 127.0.0.1."""
+    server = RebindingDns(FEED_HOST, ["127.0.0.1"])
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+async def app(database_url: str, feed_dns: RebindingDns) -> AsyncIterator[Any]:
+    """The app (used by `client`) with outbound calls allowed to reach 127.0.0.1, where the feed servers
+    are; names resolve through `feed_dns`; what a pull reads whole is capped at OUTBOUND_MAX_BYTES."""
+    application = create_app(
+        make_settings(
+            database_url,
+            outbound_allow_private=True,
+            outbound_dns_server=feed_dns.address,
+            outbound_max_bytes=OUTBOUND_MAX_BYTES,
+        )
+    )
+    yield application
+    await application.state.jobs.close()
+    await application.state.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+async def guarded_app(database_url: str, feed_dns: RebindingDns) -> AsyncIterator[Any]:
+    """The app with the default outbound policy (the SSRF guard on); names resolve through `feed_dns`."""
+    application = create_app(make_settings(database_url, outbound_dns_server=feed_dns.address))
+    assert application.state.settings.outbound_allow_private is False
+    yield application
+    await application.state.jobs.close()
+    await application.state.engine.dispose()
+
+
+@pytest.fixture
+async def guarded(guarded_app: Any) -> AsyncIterator[tuple[httpx.AsyncClient, Actor, str]]:
+    """A client of `guarded_app`, an org owner and their org id; tables are emptied afterwards."""
+    transport = httpx.ASGITransport(app=guarded_app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        owner = await sign_up(http, "guarded@example.com")
+        yield http, owner, await create_org(owner, "guarded")
+    await guarded_app.state.jobs.drain(5)
+    await truncate_all(guarded_app)
 
 
 def _free_port() -> int:
