@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -10,8 +9,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from dnslib import QTYPE, RCODE, RR, A, DNSRecord
-from dnslib.server import BaseResolver, DNSLogger, DNSServer
 from sqlalchemy import update
 
 from raptorflow.app import create_app
@@ -25,6 +22,7 @@ from raptorflow.models import Job, WebhookDelivery
 from raptorflow.webhooks.service import emit, next_attempt
 from raptorflow.webhooks.signing import verify
 from tests.conftest import Actor, create_org, make_settings, sign_up, truncate_all
+from tests.dns_server import RebindingDns
 from tests.platform.conftest import Receiver
 
 
@@ -170,44 +168,6 @@ def test_the_dns_server_setting_is_checked_at_start_up() -> None:
     for bad in ("resolver.example", "127.0.0.1:x", "127.0.0.1:70000", "[::1]x"):
         with pytest.raises(SettingsError, match="RAPTORFLOW_OUTBOUND_DNS_SERVER"):
             load_settings(_env_file=None, outbound_dns_server=bad)
-
-
-class RebindingDns:
-    """A DNS server on 127.0.0.1 (UDP, port chosen by the OS) answering one name's A queries with the
-    next of `answers` (the last one repeated), like an attacker's server rebinding its name."""
-
-    def __init__(self, name: str, answers: list[str]) -> None:
-        self.name = name
-        self.answers = list(answers)
-        self.asked: list[str] = []
-        dns = self
-
-        class Resolver(BaseResolver):  # type: ignore[misc]
-            def resolve(self, request: DNSRecord, handler: Any) -> DNSRecord:
-                reply = request.reply()
-                question = request.q
-                if str(question.qname).rstrip(".") != dns.name:
-                    reply.header.rcode = RCODE.NXDOMAIN
-                elif question.qtype == QTYPE.A:
-                    address = dns.answers.pop(0) if len(dns.answers) > 1 else dns.answers[0]
-                    dns.asked.append(address)
-                    reply.add_answer(RR(question.qname, QTYPE.A, rdata=A(address), ttl=0))
-                return reply  # AAAA: the name exists, with no IPv6 address
-
-        self.server = DNSServer(
-            Resolver(), address="127.0.0.1", port=0, logger=DNSLogger(logf=lambda _line: None)
-        )
-        # serve_forever's poll interval is how long stopping takes (0.5 s by default).
-        self.thread = threading.Thread(
-            target=self.server.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-        self.address = f"127.0.0.1:{self.server.server.server_address[1]}"
-
-    def close(self) -> None:
-        """Stop answering."""
-        self.server.server.shutdown()
-        self.server.server.server_close()
 
 
 async def test_a_name_rebound_to_loopback_is_refused_at_delivery(

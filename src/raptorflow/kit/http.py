@@ -6,14 +6,22 @@ and to 127.0.0.1 later (DNS rebinding) is still refused. Loopback, private, link
 reserved and unspecified addresses are refused unless `allow_private` (setting
 `RAPTORFLOW_OUTBOUND_ALLOW_PRIVATE`) is true. Names are resolved by the system resolver, or by the DNS
 server of `dns_server` (setting `RAPTORFLOW_OUTBOUND_DNS_SERVER`) when one is given.
+
+Redirects are not followed unless a client is built with `max_redirects` (feeds: their hosts do redirect,
+to a CDN say). Each hop is then a new request: its URL passes `check_url`, its connection passes the
+guard, an https→http hop is refused, and credentials go on only to the same origin (httpx's rule).
+Blocking libraries that speak HTTP through `requests` (taxii2-client) are given a session whose adapter
+sends through an `OutboundClient` (`send_through`), so they get the same policy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import ipaddress
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +32,10 @@ import dns.nameserver
 import dns.resolver
 import httpcore
 import httpx
+import requests
+import requests.adapters
+import requests.structures
+import requests.utils
 
 from raptorflow.config import dns_server_address
 
@@ -41,6 +53,10 @@ class UnsafeTarget(OutboundError):
 
 class ResponseTooLarge(OutboundError):
     """The response body exceeded the size cap."""
+
+
+class RedirectRefused(OutboundError):
+    """A redirect the policy does not follow (too many hops, or https to http)."""
 
 
 def is_public(address: IPAddress) -> bool:
@@ -65,9 +81,34 @@ def check_url(url: str) -> str:
     if not parts.hostname:
         raise UnsafeTarget("the URL has no host")
     if parts.username or parts.password:
-        raise UnsafeTarget("credentials in the URL are not allowed; use a signing secret instead")
+        raise UnsafeTarget("credentials in the URL are not allowed")
     if port == 0:
         raise UnsafeTarget("port 0 is not a valid port")
+    return url
+
+
+def check_target(url: str, *, allow_private: bool) -> str:
+    """`check_url`, plus what is refused before any lookup: localhost and literal non-public addresses.
+
+    A name is let through: the guard checks what it resolves to at each connection (it may change).
+    """
+    check_url(url)
+    if allow_private:
+        return url
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        raise UnsafeTarget(
+            "loopback targets are refused (RAPTORFLOW_OUTBOUND_ALLOW_PRIVATE=true allows them)"
+        )
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return url
+    if not is_public(address):
+        raise UnsafeTarget(
+            f"{address} is a loopback, private or reserved address; outbound calls there are refused "
+            "(RAPTORFLOW_OUTBOUND_ALLOW_PRIVATE=true allows them)"
+        )
     return url
 
 
@@ -183,15 +224,16 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
 
 @dataclass(frozen=True)
 class OutboundResponse:
-    """Status, headers and (capped) body of an outbound call."""
+    """Status, headers and (capped) body of an outbound call, and the URL that answered."""
 
     status_code: int
     headers: httpx.Headers
     content: bytes
+    url: str = ""
 
 
 class OutboundClient:
-    """An httpx client with the policy: timeouts, a body cap, no redirects, the SSRF guard."""
+    """An httpx client with the policy: timeouts, a body cap, checked redirects only, the SSRF guard."""
 
     def __init__(
         self,
@@ -200,8 +242,12 @@ class OutboundClient:
         max_bytes: int = 20 * 1024 * 1024,
         allow_private: bool = False,
         dns_server: tuple[str, int] | None = None,
+        max_redirects: int = 0,
+        auth: httpx.Auth | None = None,
     ) -> None:
         self.max_bytes = max_bytes
+        self.max_redirects = max_redirects
+        self.auth = auth
         transport = httpx.AsyncHTTPTransport(retries=0)
         # httpx has no public hook for the network backend; the pool is rebuilt with the guarded one.
         transport._pool = httpcore.AsyncConnectionPool(
@@ -210,38 +256,146 @@ class OutboundClient:
         self.http = httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(timeout_s),
-            follow_redirects=False,  # a redirect could point anywhere; callers see the 3xx instead
+            # Redirects are followed hop by hop in `_send`, so that each hop is checked; none by httpx.
+            follow_redirects=False,
             headers={"User-Agent": USER_AGENT},
             trust_env=False,
         )
 
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        check_url(str(request.url))
+        auth: httpx.Auth | None = self.auth
+        hops = 0
+        while True:
+            response = await self.http.send(request, auth=auth, stream=True)
+            target = response.next_request
+            if target is None or self.max_redirects == 0:
+                return response  # without max_redirects the caller sees the 3xx itself
+            # A redirect's body is never read: only where it points matters.
+            await response.aclose()
+            hops += 1
+            where = f"{request.url} redirects to {target.url}"
+            if hops > self.max_redirects:
+                raise RedirectRefused(f"more than {self.max_redirects} redirects ({where})")
+            if request.url.scheme == "https" and target.url.scheme != "https":
+                raise RedirectRefused(f"{where}: a redirect from https to http is refused")
+            try:
+                check_url(str(target.url))
+            except UnsafeTarget as exc:
+                raise UnsafeTarget(f"{where}: {exc}") from None
+            # httpx built the next request without Authorization when it leaves the origin; the auth
+            # flow is not run again, so credentials never follow a redirect to another host.
+            request, auth = target, None
+
+    @asynccontextmanager
+    async def stream(
+        self, method: str, url: str, *, headers: Mapping[str, str] | None = None, content: bytes | None = None
+    ) -> AsyncIterator[httpx.Response]:
+        """The answer with its body unread; raises UnsafeTarget, RedirectRefused or an httpx.HTTPError."""
+        response = await self._send(self.http.build_request(method, url, headers=headers, content=content))
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    async def body(
+        self, response: httpx.Response, max_bytes: int | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        """The body of a streamed answer in pieces; ResponseTooLarge past `max_bytes` (default: the cap)."""
+        cap = self.max_bytes if max_bytes is None else max_bytes
+        declared = response.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > cap:
+            raise ResponseTooLarge(f"the response declares {declared} bytes (cap {cap})")
+        size = 0
+        async for chunk in response.aiter_bytes(1024 * 1024):
+            size += len(chunk)
+            if size > cap:
+                raise ResponseTooLarge(f"the response exceeds {cap} bytes")
+            yield chunk
+
     async def request(
         self, method: str, url: str, *, headers: Mapping[str, str] | None = None, content: bytes | None = None
     ) -> OutboundResponse:
-        """Send one request; raises UnsafeTarget, ResponseTooLarge or an httpx.HTTPError."""
-        check_url(url)
-        async with self.http.stream(method, url, headers=headers, content=content) as response:
-            declared = response.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > self.max_bytes:
-                raise ResponseTooLarge(f"the response declares {declared} bytes (cap {self.max_bytes})")
+        """Send one request; raises UnsafeTarget, ResponseTooLarge, RedirectRefused or an httpx.HTTPError."""
+        async with self.stream(method, url, headers=headers, content=content) as response:
             body = bytearray()
-            async for chunk in response.aiter_bytes():
+            async for chunk in self.body(response):
                 body += chunk
-                if len(body) > self.max_bytes:
-                    raise ResponseTooLarge(f"the response exceeds {self.max_bytes} bytes")
-        return OutboundResponse(response.status_code, response.headers, bytes(body))
+        return OutboundResponse(response.status_code, response.headers, bytes(body), str(response.url))
 
     async def aclose(self) -> None:
         """Close pooled connections."""
         await self.http.aclose()
 
 
-def outbound_client(settings: Any) -> OutboundClient:
+def outbound_client(
+    settings: Any,
+    *,
+    timeout_s: float | None = None,
+    max_redirects: int = 0,
+    auth: httpx.Auth | None = None,
+) -> OutboundClient:
     """A client configured from settings (outbound_timeout_s, _max_bytes, _allow_private, _dns_server)."""
     server = settings.outbound_dns_server
     return OutboundClient(
-        timeout_s=settings.outbound_timeout_s,
+        timeout_s=settings.outbound_timeout_s if timeout_s is None else timeout_s,
         max_bytes=settings.outbound_max_bytes,
         allow_private=settings.outbound_allow_private,
         dns_server=dns_server_address(server) if server else None,
+        max_redirects=max_redirects,
+        auth=auth,
     )
+
+
+class _RequestsBridge(requests.adapters.BaseAdapter):
+    """A requests adapter that sends each request through an OutboundClient on an event loop."""
+
+    def __init__(self, client: OutboundClient, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self.client = client
+        self.loop = loop
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: float | tuple[float | None, float | None] | None = None,
+        verify: bool | str = True,
+        cert: str | tuple[str, str] | None = None,
+        proxies: dict[str, str] | None = None,
+    ) -> requests.Response:
+        """Answer a prepared request (the client's timeouts, TLS and no-proxy policy apply, not these)."""
+        body = request.body.encode() if isinstance(request.body, str) else request.body
+        if body is not None and not isinstance(body, bytes):
+            raise TypeError("only bodies given as bytes or text can be sent")
+        headers = {k: v.decode("latin-1") if isinstance(v, bytes) else v for k, v in request.headers.items()}
+        call = self.client.request(request.method or "GET", request.url or "", headers=headers, content=body)
+        answer = asyncio.run_coroutine_threadsafe(call, self.loop).result()
+        response = requests.Response()
+        response.status_code = answer.status_code
+        response.reason = httpx.codes.get_reason_phrase(answer.status_code)
+        response.headers = requests.structures.CaseInsensitiveDict(answer.headers)
+        # httpx has already decoded any Content-Encoding: the body is handed over as it is.
+        response.raw = io.BytesIO(answer.content)
+        response.encoding = requests.utils.get_encoding_from_headers(response.headers)
+        response.url = answer.url
+        response.request = request
+        return response
+
+    def close(self) -> None:
+        """Nothing to close: the OutboundClient belongs to the caller."""
+
+
+def send_through(
+    session: requests.Session, client: OutboundClient, loop: asyncio.AbstractEventLoop
+) -> requests.Session:
+    """Make every request of `session` go through `client` (use the session in a thread, not `loop`).
+
+    For blocking libraries run with `asyncio.to_thread` while `loop` is free to do the sending.
+    """
+    bridge = _RequestsBridge(client, loop)
+    session.mount("http://", bridge)
+    session.mount("https://", bridge)
+    session.trust_env = False  # no proxies or .netrc from the environment, like the OutboundClient
+    session.max_redirects = 0  # the client has followed (and checked) every redirect already
+    return session

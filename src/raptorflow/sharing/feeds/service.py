@@ -3,6 +3,12 @@
 A pull runs as a job and records itself as an import (`imports.feed_id`), so its counts, rejections and
 state are read like any import's. TAXII collections are read with taxii2-client from the `added_after`
 bookmark; MISP feeds fetch only events whose manifest timestamp is newer than the one seen last time.
+
+Every byte of a pull comes through the outbound client of `kit.http` (taxii2-client's requests too), so
+feeds obey the same SSRF guard and settings as webhooks; unlike webhooks they follow redirects, each hop
+checked. A CSV or text list streams into the import and may be as large as an uploaded file
+(`imports.service.MAX_UPLOAD`); what is read whole (a MISP manifest or event, a TAXII page) stops at
+`RAPTORFLOW_OUTBOUND_MAX_BYTES`.
 """
 
 from __future__ import annotations
@@ -10,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import aclosing
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
+from taxii2client.common import _HTTPConnection
 from taxii2client.v21 import Collection, as_pages
 
 from raptorflow.audit import service as audit
@@ -28,6 +36,7 @@ from raptorflow.jobs.service import enqueue
 from raptorflow.kit.crypto import seal, unseal
 from raptorflow.kit.db import new_id, utcnow
 from raptorflow.kit.errors import Conflict, InvalidInput, NotFound
+from raptorflow.kit.http import OutboundClient, UnsafeTarget, check_target, outbound_client, send_through
 from raptorflow.kit.jobs import JobContext
 from raptorflow.kit.pagination import decode_cursor, encode_cursor
 from raptorflow.models import Feed, ImportRun, Project
@@ -37,6 +46,7 @@ from raptorflow.sharing.imports import parsers
 from raptorflow.sharing.imports.parsers import Record, Rejection
 from raptorflow.sharing.imports.repository import ImportRepository
 from raptorflow.sharing.imports.service import (
+    MAX_UPLOAD,
     Defaults,
     ImportCancelled,
     Tally,
@@ -49,7 +59,10 @@ from raptorflow.sharing.imports.service import (
 from raptorflow.webhooks.service import emit
 
 TASK = "feeds.pull"
+# Feed servers can take a while to build a page or start a big list: longer than a webhook's answer.
 HTTP_TIMEOUT_S = 60.0
+# Feed hosts redirect (to a CDN, a dated file); a chain longer than this is a loop or a trick.
+MAX_REDIRECTS = 5
 SECRET_PURPOSE = "feed-credentials"  # noqa: S105 — a key-derivation label, not a secret
 TAXII_PAGE = 1000
 MISP_BATCH = 20_000
@@ -116,8 +129,18 @@ class FeedService:
         self.repo = FeedRepository(session, ctx.org_id)
 
     async def _check(
-        self, project_id: uuid.UUID | None, kind_type: str | None, name: str | None, feed_id: uuid.UUID | None
+        self,
+        project_id: uuid.UUID | None,
+        kind_type: str | None,
+        name: str | None,
+        feed_id: uuid.UUID | None,
+        url: str | None = None,
     ) -> None:
+        if url is not None:
+            try:
+                check_target(url, allow_private=self.settings.outbound_allow_private)
+            except UnsafeTarget as exc:
+                raise InvalidInput("url", str(exc)) from None
         if project_id is not None:
             found = await IndicatorRepository(self.session, self.ctx.org_id).existing_ids(
                 Project, [project_id]
@@ -133,7 +156,7 @@ class FeedService:
 
     async def create(self, body: FeedCreate) -> Feed:
         """Subscribe to a source."""
-        await self._check(body.project_id, body.type, body.name, None)
+        await self._check(body.project_id, body.type, body.name, None, body.url)
         now = utcnow()
         config: dict[str, Any] = {}
         if body.username:
@@ -198,7 +221,9 @@ class FeedService:
         """Change a feed; a new URL starts again from no bookmark."""
         feed = await self.get(feed_id)
         changes = body.model_dump(exclude_unset=True)
-        await self._check(changes.get("project_id"), changes.get("type"), changes.get("name"), feed.id)
+        await self._check(
+            changes.get("project_id"), changes.get("type"), changes.get("name"), feed.id, changes.get("url")
+        )
         config = dict(feed.config or {})
         for name in ("name", "schedule_minutes", "project_id"):
             if name in changes:
@@ -320,19 +345,21 @@ def _auth(feed: Feed, password: str | None) -> httpx.BasicAuth | None:
     return httpx.BasicAuth(username, password or "") if username else None
 
 
-async def _download(client: httpx.AsyncClient, url: str) -> AsyncIterator[bytes]:
+async def _download(client: OutboundClient, url: str) -> AsyncIterator[bytes]:
     async with client.stream("GET", url) as response:
         if response.status_code != 200:
             raise ValueError(f"GET {url} answered {response.status_code}")
-        async for chunk in response.aiter_bytes(1024 * 1024):
-            yield chunk
+        # Streamed into the import like an upload, so capped like one (not held in memory).
+        async with aclosing(client.body(response, MAX_UPLOAD)) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
 
 async def _misp_batches(
-    client: httpx.AsyncClient, base: str, seen: dict[str, Any], bookmark: dict[str, Any]
+    client: OutboundClient, base: str, seen: dict[str, Any], bookmark: dict[str, Any]
 ) -> AsyncIterator[Sequence[Record | Rejection]]:
     """Records of the MISP feed's events that are new or changed since the last pull."""
-    response = await client.get(base + "manifest.json")
+    response = await client.request("GET", base + "manifest.json")
     if response.status_code != 200:
         raise ValueError(f"GET {base}manifest.json answered {response.status_code}")
     try:
@@ -346,7 +373,7 @@ async def _misp_batches(
         stamp = str((entry or {}).get("timestamp", "")) if isinstance(entry, dict) else ""
         if seen.get(event_uuid) == stamp:
             continue
-        event = await client.get(f"{base}{event_uuid}.json")
+        event = await client.request("GET", f"{base}{event_uuid}.json")
         if event.status_code != 200:
             batch.append(Rejection(0, event_uuid, f"event file answered {event.status_code}"))
             continue
@@ -359,11 +386,8 @@ async def _misp_batches(
         yield batch
 
 
-def _taxii_pages(
-    url: str, username: str | None, password: str | None, added_after: str | None
-) -> Iterator[Any]:
+def _taxii_pages(collection: Collection, added_after: str | None) -> Iterator[Any]:
     """Pages of objects of a TAXII 2.1 collection (taxii2-client; blocking, run in a thread)."""
-    collection = Collection(url, user=username, password=password)
     filters = {"added_after": added_after} if added_after else {}
     last = added_after
     for page in as_pages(collection.get_manifest, per_request=TAXII_PAGE, **filters):
@@ -376,20 +400,32 @@ def _taxii_pages(
 
 
 async def _pull_taxii(
-    ctx: JobContext, feed: Feed, password: str | None, defaults: Defaults, tally: Tally
+    ctx: JobContext,
+    client: OutboundClient,
+    feed: Feed,
+    password: str | None,
+    defaults: Defaults,
+    tally: Tally,
 ) -> dict[str, Any]:
     username = (feed.config or {}).get("username")
-    pages = _taxii_pages(feed.url, username, password, (feed.bookmark or {}).get("added_after"))
-    first = await asyncio.to_thread(next, pages, None)
-    new_mark = (first or {}).get("bookmark")
-    while True:
-        objects = await asyncio.to_thread(next, pages, None)
-        if objects is None:
-            break
-        if objects:
-            await import_stix(ctx, objects, defaults, tally)
-        if await ctx.is_cancelled():
-            raise ImportCancelled()
+    conn = _HTTPConnection(user=username, password=password, version="2.1")
+    # taxii2-client blocks in a thread; its requests are sent by `client` on this loop, through the guard.
+    send_through(conn.session, client, asyncio.get_running_loop())
+    try:
+        collection = Collection(feed.url, conn=conn)
+        pages = _taxii_pages(collection, (feed.bookmark or {}).get("added_after"))
+        first = await asyncio.to_thread(next, pages, None)
+        new_mark = (first or {}).get("bookmark")
+        while True:
+            objects = await asyncio.to_thread(next, pages, None)
+            if objects is None:
+                break
+            if objects:
+                await import_stix(ctx, objects, defaults, tally)
+            if await ctx.is_cancelled():
+                raise ImportCancelled()
+    finally:
+        conn.close()
     return {"added_after": new_mark} if new_mark else dict(feed.bookmark or {})
 
 
@@ -413,11 +449,20 @@ async def pull(ctx: JobContext, feed_id: uuid.UUID, import_id: uuid.UUID) -> dic
     try:
         password = password_of(feed, ctx.settings)
         if feed.kind == "taxii":
-            bookmark = await _pull_taxii(ctx, feed, password, defaults, tally)
+            # taxii2-client sends its own Authorization header: the client adds none.
+            client = outbound_client(ctx.settings, timeout_s=HTTP_TIMEOUT_S, max_redirects=MAX_REDIRECTS)
+            try:
+                bookmark = await _pull_taxii(ctx, client, feed, password, defaults, tally)
+            finally:
+                await client.aclose()
         else:
-            async with httpx.AsyncClient(
-                timeout=HTTP_TIMEOUT_S, follow_redirects=True, auth=_auth(feed, password)
-            ) as client:
+            client = outbound_client(
+                ctx.settings,
+                timeout_s=HTTP_TIMEOUT_S,
+                max_redirects=MAX_REDIRECTS,
+                auth=_auth(feed, password),
+            )
+            try:
                 if feed.kind == "misp":
                     base = feed.url if feed.url.endswith("/") else feed.url + "/"
                     seen = dict(bookmark.get("events") or {})
@@ -439,6 +484,8 @@ async def pull(ctx: JobContext, feed_id: uuid.UUID, import_id: uuid.UUID) -> dic
                         tally,
                         history={"feed_id": str(feed.id)},
                     )
+            finally:
+                await client.aclose()
     except ImportCancelled:
         status = "cancelled"
     except (
