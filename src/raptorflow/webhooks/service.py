@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -22,7 +20,7 @@ from raptorflow.jobs.service import enqueue
 from raptorflow.kit.crypto import random_token, seal, unseal
 from raptorflow.kit.db import new_id, utcnow
 from raptorflow.kit.errors import InvalidInput, NotFound
-from raptorflow.kit.http import OutboundError, UnsafeTarget, check_url, is_public, outbound_client
+from raptorflow.kit.http import OutboundError, UnsafeTarget, check_target, outbound_client
 from raptorflow.kit.jobs import org_transaction
 from raptorflow.kit.metrics import WEBHOOKS
 from raptorflow.kit.pagination import decode_cursor, encode_cursor
@@ -58,23 +56,9 @@ def open_secret(sealed: str, settings: Settings) -> str:
 def _check_target(url: str, settings: Settings) -> str:
     """Refuse URLs that can never be delivered to (bad scheme, literal private address, localhost)."""
     try:
-        check_url(url)
+        return check_target(url, allow_private=settings.outbound_allow_private)
     except UnsafeTarget as exc:
         raise InvalidInput("url", str(exc)) from None
-    host = (urlsplit(url).hostname or "").lower().rstrip(".")
-    if settings.outbound_allow_private:
-        return url
-    if host == "localhost" or host.endswith(".localhost"):
-        raise InvalidInput(
-            "url", "loopback targets are refused (RAPTORFLOW_OUTBOUND_ALLOW_PRIVATE=true allows them)"
-        )
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return url  # a name: checked again at each connection (it may change address)
-    if not is_public(address):
-        raise InvalidInput("url", "private, loopback and reserved addresses are refused")
-    return url
 
 
 def _check_events(events: list[str]) -> list[str]:
