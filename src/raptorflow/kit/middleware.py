@@ -13,6 +13,7 @@ from isal import isal_zlib
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware, GZipResponder, IdentityResponder
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -81,15 +82,27 @@ class RequestContextMiddleware:
 
         started = time.perf_counter()
         status = 500
-        response_started = False
+        response_started = response_done = False
+        left = False  # the client went away after the response started, before its end
 
         is_api = scope["path"].startswith(self.api_prefix)
         state = scope["state"]
         extra = self.docs_headers if scope["path"].startswith("/docs") else self.security_headers
 
+        async def receive_wrapper() -> Message:
+            nonlocal left
+            message = await receive()
+            # A streamed response listens for this while it sends (uvicorn's ASGI 2.3): the stream
+            # is then cancelled, which is the end of the request, not an error.
+            if message["type"] == "http.disconnect" and response_started and not response_done:
+                left = True
+            return message
+
         async def send_wrapper(message: Message) -> None:
-            nonlocal status, response_started
-            if message["type"] == "http.response.start":
+            nonlocal status, response_started, response_done
+            if message["type"] == "http.response.body":
+                response_done = response_done or not message.get("more_body", False)
+            elif message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
                 headers = [h for h in message.get("headers", []) if h[0].lower() != REQUEST_ID_HEADER]
@@ -107,7 +120,9 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive_wrapper, send_wrapper)
+        except ClientDisconnect:  # what Starlette raises when a send fails (ASGI 2.4 servers)
+            left = True
         except RequestTooLarge as exc:
             if not response_started:
                 await _problem(send_wrapper, scope, 413, str(exc))
@@ -119,7 +134,7 @@ class RequestContextMiddleware:
             status = 500
         finally:
             route = scope.get("route")
-            self._log(scope, route, status, started, self.metrics)
+            self._log(scope, route, status, started, self.metrics, left)
 
     @staticmethod
     async def _send_500(send: Send, request_id: str, path: Any) -> None:
@@ -144,7 +159,9 @@ class RequestContextMiddleware:
         await send({"type": "http.response.body", "body": body})
 
     @staticmethod
-    def _log(scope: Scope, route: Any, status: int, started: float, metrics: bool = False) -> None:
+    def _log(
+        scope: Scope, route: Any, status: int, started: float, metrics: bool = False, left: bool = False
+    ) -> None:
         elapsed = time.perf_counter() - started
         duration_ms = round(elapsed * 1000, 2)
         template = getattr(route, "path", None) or scope.get("path")
@@ -163,7 +180,10 @@ class RequestContextMiddleware:
         for key in ("org_id", "user_id"):
             if state.get(key) is not None:
                 fields[key] = str(state[key])
-        if status >= 500:
+        if left:
+            # Still the request's one line, named so that a cut-short download is not read as served.
+            log.info("request.client_disconnected", **fields)
+        elif status >= 500:
             log.error("request", **fields)
         else:
             log.info("request", **fields)

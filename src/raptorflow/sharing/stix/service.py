@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from raptorflow.intel.indicators.repository import IndicatorRepository
 from raptorflow.intel.relationships.service import neighbours
-from raptorflow.kit.db import utcnow
+from raptorflow.kit.db import stream_session, utcnow
 from raptorflow.kit.errors import InvalidInput, NotFound
 from raptorflow.kit.tenancy import bind_org
 from raptorflow.models import Indicator, Report
@@ -304,11 +304,10 @@ async def stream_bundle(
     factory: async_sessionmaker[AsyncSession], org_id: uuid.UUID, selection: Selection
 ) -> AsyncIterator[bytes]:
     """export_bundle on its own session and transaction (a streamed response outlives the request's)."""
-    async with factory() as session:
+    async with stream_session(factory) as session:
         await bind_org(session, org_id)
-        async with session.begin():
-            async for chunk in export_bundle(session, org_id, selection):
-                yield chunk
+        async for chunk in export_bundle(session, org_id, selection):
+            yield chunk
 
 
 async def import_bundle(
