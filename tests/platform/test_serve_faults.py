@@ -106,24 +106,29 @@ def _request(path: str, headers: dict[str, str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-def _leave_early(port: int, request: bytes, after: int, pause: float | None = None) -> int:
-    """Send `request`, read `after` bytes of the answer (then, with `pause`, on until the server pauses
-    that long: it is reading the next batch), then reset the connection (as `| head` does)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+def _leave_early(port: int, request: bytes, after: int, *, pause: float = 0.0, small: bool = False) -> None:
+    """Send `request`, read `after` bytes of the answer (none: wait a second), then, with `pause`, on
+    until the server pauses that long; then reset the connection, as a killed `curl … | head` does.
+    `small`: a receive buffer of a few KB, so the server soon waits to send."""
+    with socket.socket() as sock:
+        if small:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(30)
+        sock.connect(("127.0.0.1", port))
         sock.sendall(request)
         received = 0
+        if not after:
+            time.sleep(1.0)
         while received < after:
             chunk = sock.recv(65536)
             assert chunk, "the server closed first"
             received += len(chunk)
-        if pause is not None:
+        if pause:
             sock.settimeout(pause)
             with contextlib.suppress(TimeoutError):
                 while chunk := sock.recv(65536):
                     received += len(chunk)
-        # Linger 0: close() sends a reset at once, the way a killed pipe reader's socket goes.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    return received
 
 
 async def _stuck_in_transaction(site: Site) -> list[Any]:
@@ -139,26 +144,53 @@ async def _stuck_in_transaction(site: Site) -> list[Any]:
         await admin.close()
 
 
-async def test_export_cut_short_by_the_client(site: Site) -> None:
-    path = "/api/v1/exports/indicators.csv"
-    seen = len(site.events())
-    # While the server waits to send (early), and while it reads the next batch (in a pause between
-    # batches): wherever the stream is when the client leaves, it ends quietly and its connection
-    # goes back to the pool clean.
-    for after, pause in ((4_096, None), (1_000_000, 0.01), (8_000_000, 0.01)):
-        await asyncio.to_thread(_leave_early, site.serve.port, _request(path, site.user), after, pause)
-
+async def _events_once(site: Site, seen: int, count: int) -> list[dict[str, Any]]:
+    """The events logged after the first `seen`, once `count` disconnects are among them (or 15 s)."""
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
+    while True:
         since = site.events()[seen:]
-        left = [e for e in since if e["event"] == "request.client_disconnected"]
-        if len(left) >= 3:
-            break
+        if (
+            sum(e["event"] == "request.client_disconnected" for e in since) >= count
+            or time.monotonic() > deadline
+        ):
+            return since
         await asyncio.sleep(0.1)
-    assert len(left) == 3, site.serve.stderr()[-3000:]
-    assert all(e["route"] == path and e["status"] == 200 and "request_id" in e for e in left)
-    assert [e for e in since if e["event"] != "request.client_disconnected"] == []  # nothing else said
 
+
+CSV = "/api/v1/exports/indicators.csv"
+STIX = "/api/v1/exports/indicators.stix.json"
+
+
+async def test_exports_cut_short_by_the_client(site: Site) -> None:
+    """Wherever a streamed export is when its client leaves, it ends with one line and gives its
+    connection back to the pool clean."""
+    seen = len(site.events())
+    csv, stix = _request(CSV, site.user), _request(STIX, site.user)
+    stix_gzip = _request(STIX, {**site.user, "Accept-Encoding": "gzip"})
+    admin = await site.admin()
+    try:
+        # While the export waits for a batch (held back by a lock): the stream is cancelled in a query.
+        async with admin.transaction():
+            await admin.execute("LOCK TABLE indicators IN ACCESS EXCLUSIVE MODE")
+            await asyncio.to_thread(_leave_early, site.serve.port, csv, len("id,type,value"))
+            await asyncio.to_thread(_leave_early, site.serve.port, stix, 0)  # before its first byte
+            await _events_once(site, seen, 2)
+    finally:
+        await admin.close()
+    # While the server waits to send, and where the client pauses (likely: the server is reading).
+    await asyncio.to_thread(_leave_early, site.serve.port, csv, 4_096)
+    await asyncio.to_thread(_leave_early, site.serve.port, csv, 8_000_000, pause=0.01)
+    # The STIX bundle is read by COPY in a task of its own, which must stop before the rollback.
+    await asyncio.to_thread(_leave_early, site.serve.port, stix, 100_000)
+    await asyncio.to_thread(_leave_early, site.serve.port, stix_gzip, 1_000, small=True)
+    since = await _events_once(site, seen, 6)
+
+    assert [e for e in since if e["event"] != "request.client_disconnected"] == []  # nothing else said
+    assert len(since) == 6, since
+    assert [(e["route"], e["status"]) for e in since] == [(CSV, 200), (STIX, 499)] + [(CSV, 200)] * 2 + [
+        (STIX, 200)
+    ] * 2
+    assert all(e["level"] == "info" and "request_id" in e and "org_id" in e for e in since)
     stuck = await _stuck_in_transaction(site)
     assert stuck == [], stuck
     async with httpx.AsyncClient(base_url=site.serve.url, timeout=60) as http:
@@ -166,8 +198,10 @@ async def test_export_cut_short_by_the_client(site: Site) -> None:
             *(http.get("/api/v1/indicators?limit=5", headers=site.user) for _ in range(24))
         )
         assert {r.status_code for r in listed} == {200}
-        whole = await http.get(path, headers=site.user)
+        whole = await http.get(CSV, headers=site.user)
+        bundle = await http.get(STIX, headers=site.user)
     assert whole.status_code == 200 and whole.content.count(b"\n") == ROWS + 1
+    assert bundle.status_code == 200 and len(bundle.json()["objects"]) > ROWS
     assert await _stuck_in_transaction(site) == []
 
 

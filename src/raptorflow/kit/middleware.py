@@ -28,6 +28,8 @@ LIMIT_HEADER = b"x-ratelimit-limit"
 RATE_LIMIT_STATE = "rate_limit"
 _WELL_FORMED_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 log = structlog.get_logger("raptorflow.http")
+# The status logged (and counted) for a client that left before any response started (nginx's 499).
+CLIENT_CLOSED = 499
 
 
 def rate_limit_headers(limit: tuple[int, int, int]) -> list[tuple[bytes, bytes]]:
@@ -83,7 +85,7 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = 500
         response_started = response_done = False
-        left = False  # the client went away after the response started, before its end
+        left = False  # the client went away before the response's end
 
         is_api = scope["path"].startswith(self.api_prefix)
         state = scope["state"]
@@ -94,7 +96,7 @@ class RequestContextMiddleware:
             message = await receive()
             # A streamed response listens for this while it sends (uvicorn's ASGI 2.3): the stream
             # is then cancelled, which is the end of the request, not an error.
-            if message["type"] == "http.disconnect" and response_started and not response_done:
+            if message["type"] == "http.disconnect" and not response_done:
                 left = True
             return message
 
@@ -134,6 +136,8 @@ class RequestContextMiddleware:
             status = 500
         finally:
             route = scope.get("route")
+            if left and not response_started:
+                status = CLIENT_CLOSED
             self._log(scope, route, status, started, self.metrics, left)
 
     @staticmethod
