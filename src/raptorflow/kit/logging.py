@@ -108,7 +108,7 @@ def configure_logging(*, fmt: str = "json", level: str = "INFO") -> None:
             renderer,
         ],
     )
-    handler = logging.StreamHandler(_CurrentStderr())  # type: ignore[arg-type]
+    handler = logging.StreamHandler(_CurrentStderr())
     handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in root.handlers[:]:
