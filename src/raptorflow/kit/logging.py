@@ -66,6 +66,9 @@ class _CurrentStderr:
 # Libraries that log through the standard `logging` module (asyncpg's pool, uvicorn, celery,
 # sqlalchemy, py.warnings) are heard from this level up (or the process's level, if higher).
 STDLIB_LEVEL = logging.WARNING
+_HANDLER = "raptorflow.json"  # the name of the root handler configure_logging installs
+# Loggers that bring their own plain-text handlers (uvicorn's default configuration).
+_OWN_HANDLERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 
 def configure_logging(*, fmt: str = "json", level: str = "INFO") -> None:
@@ -109,9 +112,11 @@ def configure_logging(*, fmt: str = "json", level: str = "INFO") -> None:
         ],
     )
     handler = logging.StreamHandler(_CurrentStderr())
+    handler.set_name(_HANDLER)
     handler.setFormatter(formatter)
     root = logging.getLogger()
-    for old in root.handlers[:]:
+    # Replaces the handler of an earlier call only: a host's own handlers (pytest's capture) stay.
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER]:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(max(STDLIB_LEVEL, getattr(logging, level)))
@@ -123,9 +128,6 @@ def configure_logging(*, fmt: str = "json", level: str = "INFO") -> None:
             named.removeHandler(old)
         named.propagate = True
     logging.captureWarnings(True)
-
-
-_OWN_HANDLERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 
 def keep_logging(**_signal: Any) -> None:
