@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -160,9 +162,10 @@ class Serve:
         """Start and wait until /health answers."""
         command = [sys.executable, "-m", "raptorflow", "serve", "--port", str(self.port)]
         with self.stderr_path.open("wb") as err:
+            # A session of its own: stop() can end the workers too, even if the parent dies first.
             self.proc = subprocess.Popen(
                 [*command, "--workers", str(self.workers)],
-                cwd=self.workdir, env=self.env, stdout=subprocess.DEVNULL, stderr=err,
+                cwd=self.workdir, env=self.env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
             )  # fmt: skip
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -181,13 +184,13 @@ class Serve:
         return self.stderr_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        """Stop gracefully (SIGTERM), killing after 15 s."""
+        """Stop gracefully (SIGTERM), then kill its process group (the workers) after 15 s."""
         if self.proc is None:
             return
         self.proc.terminate()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        with contextlib.suppress(ProcessLookupError):  # the group is gone with its last process
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(5)
         self.proc = None

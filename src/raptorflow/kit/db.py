@@ -197,6 +197,11 @@ async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncItera
             raise
 
 
+# How long cleanup shielded from cancellation may take (closing a session, stopping a COPY): a
+# database that stopped answering must not keep a request, or a worker's shutdown, waiting for ever.
+CLOSE_TIMEOUT_S = 10.0
+
+
 @contextlib.asynccontextmanager
 async def stream_session(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     """A session for a read streamed to a client, closed (rolled back) however the stream ends."""
@@ -207,7 +212,7 @@ async def stream_session(factory: async_sessionmaker[AsyncSession]) -> AsyncIter
         # A client that leaves mid-stream cancels the task reading for it, possibly inside a query.
         # The close must still run to its end: cancelled, it would hand the pool a connection in the
         # middle of a transaction (and SQLAlchemy would log its failed reset as a plain traceback).
-        with anyio.CancelScope(shield=True):
+        with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
             await session.close()
 
 

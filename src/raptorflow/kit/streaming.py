@@ -22,5 +22,5 @@ class ClosingStreamingResponse(StreamingResponse):
         finally:
             aclose = getattr(self.body_iterator, "aclose", None)
             if aclose is not None:
-                with anyio.CancelScope(shield=True):
+                with anyio.CancelScope(shield=True):  # what it holds is bounded by its own cleanup
                     await aclose()

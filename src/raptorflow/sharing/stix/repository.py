@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncGenerator, Collection, Sequence
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ import orjson
 from sqlalchemy import Select, Text, TextClause, and_, cast, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from raptorflow.kit.db import dialect_name
+from raptorflow.kit.db import CLOSE_TIMEOUT_S, dialect_name
 from raptorflow.kit.tenancy import TenantRepository
 from raptorflow.models import (
     AttackObject,
@@ -313,12 +312,18 @@ class StixRepository(TenantRepository):
                 # A COPY cut short leaves asyncpg mid-protocol (the next statement on the connection
                 # fails, the session's rollback included; data still arriving trips its reader), so
                 # the connection is closed at once and dropped: the pool opens a fresh one when needed.
-                with anyio.CancelScope(shield=True):
+                # Not cancelled: asyncpg would wait for the COPY's cancellation on the closed
+                # connection. The COPY fails on its own once the connection is closed; emptying the
+                # queue lets its last put (data or the error) through.
+                with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
                     driver.terminate()
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
+                    while not task.done():
+                        while not queue.empty():
+                            queue.get_nowait()
+                        await asyncio.wait({task}, timeout=0.05)
                     await (await self.session.connection()).invalidate()
+                if not task.done():
+                    task.cancel()
 
     def _compiled(self, stmt: Select[Any]) -> tuple[str, list[Any]]:
         """A SELECT as PostgreSQL text with $n parameters and their (driver-ready) values."""
