@@ -61,10 +61,10 @@ async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
     """The running server with ROWS indicators in one org."""
     require_service(TEST_REDIS_URL, 6379, "Redis")
     cluster = ThrowawayPostgres.usable()
-    cluster.init()
-    cluster.start()
     serve: Serve | None = None
     try:
+        cluster.init()
+        cluster.start()
         await asyncio.to_thread(migrations.upgrade, cluster.url)
         unlimited = "1000000"
         env = {
@@ -150,7 +150,7 @@ async def _busy_backends(site: Site) -> list[Any]:
         await admin.close()
 
 
-async def _events_once(site: Site, seen: int, count: int) -> list[dict[str, Any]]:
+async def _events_after(site: Site, seen: int, count: int) -> list[dict[str, Any]]:
     """The events logged after the first `seen`, once `count` disconnects are among them (or 15 s)."""
     deadline = time.monotonic() + 15
     while True:
@@ -180,7 +180,7 @@ async def test_exports_cut_short_by_the_client(site: Site) -> None:
             await admin.execute("LOCK TABLE indicators IN ACCESS EXCLUSIVE MODE")
             await asyncio.to_thread(_leave_early, site.serve.port, csv, len("id,type,value"))
             await asyncio.to_thread(_leave_early, site.serve.port, stix, 0)  # before its first byte
-            await _events_once(site, seen, 2)
+            await _events_after(site, seen, 2)
     finally:
         await admin.close()
     # While the server waits to send, and where the client pauses (likely: the server is reading).
@@ -189,7 +189,7 @@ async def test_exports_cut_short_by_the_client(site: Site) -> None:
     # The STIX bundle is read by COPY in a task of its own, which must stop before the rollback.
     await asyncio.to_thread(_leave_early, site.serve.port, stix, 100_000)
     await asyncio.to_thread(_leave_early, site.serve.port, stix_gzip, 1_000, small=True)
-    since = await _events_once(site, seen, 6)
+    since = await _events_after(site, seen, 6)
 
     assert await _busy_backends(site) == []  # every export's connection is back in its pool, idle
     assert [e for e in since if e["event"] != "request.client_disconnected"] == []  # nothing else said
@@ -271,9 +271,8 @@ async def test_lookups_across_a_postgres_restart(site: Site) -> None:
     assert set(statuses) <= {200, 503}, {s: statuses.count(s) for s in set(statuses)}
     assert 503 in statuses  # the database really was away for a second
     _assert_503s_are_problems(answers)
-    async with httpx.AsyncClient(
-        base_url=site.serve.url, timeout=30
-    ) as http:  # back: the same pools reconnect
+    # Back: the same pools reconnect.
+    async with httpx.AsyncClient(base_url=site.serve.url, timeout=30) as http:
         again = [
             await http.get("/api/v1/lookup", params={"value": v}, headers=site.key)
             for v in LOOKUP_VALUES[:10]
