@@ -116,6 +116,7 @@ def serve(
         workers=workers,
         access_log=False,
         log_level="warning",
+        log_config=None,  # uvicorn's records go through configure_logging's handler, as JSON lines
         proxy_headers=True,
     )
 

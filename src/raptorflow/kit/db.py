@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
@@ -11,13 +12,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 import asyncpg
+import asyncpg.exceptions
 from sqlalchemy import JSON, DateTime, MetaData, event, make_url, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator, Uuid
+
+from raptorflow.kit.logging import get_logger
+
+log = get_logger("raptorflow.db")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -190,11 +197,53 @@ async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncItera
             raise
 
 
+# How long cleanup shielded from cancellation may take (closing a session, stopping a COPY): a
+# database that stopped answering must not keep a request, or a worker's shutdown, waiting for ever.
+CLOSE_TIMEOUT_S = 10.0
+
+
+@contextlib.asynccontextmanager
+async def stream_session(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session for a read streamed to a client, closed (rolled back) however the stream ends."""
+    session = factory()
+    try:
+        yield session
+    finally:
+        # A client that leaves mid-stream cancels the task reading for it, possibly inside a query.
+        # The close must still run to its end: cancelled, it would hand the pool a connection in the
+        # middle of a transaction (and SQLAlchemy would log its failed reset as a plain traceback).
+        with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
+            await session.close()
+
+
 DIRECT_POOL = "raptorflow.direct_pool"
+
+# The server ended the connection under a statement (a restart, pg_terminate_backend, a crash) or
+# refused a new one while starting or stopping; OSError covers refused and reset sockets.
+LOST_CONNECTION: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+)
+
+
+# A connection the server ended while it sat idle in the pool can be handed out before its end is
+# read: asyncpg then fails the next statement with an InternalClientError (its protocol state is the
+# server's last error). A statement failing so on a fresh connection is a bug, not an outage.
+BROKEN_CONNECTION = (*LOST_CONNECTION, asyncpg.exceptions.InternalClientError)
+
+
+class DatabaseUnavailable(ConnectionError):
+    """The database cannot be reached right now (answered as 503 with Retry-After, like any
+    ConnectionError)."""
 
 
 class DirectPool:
     """A small asyncpg pool for hot read paths: one statement in autocommit, no ORM, no reset query.
+
+    Only reads go through it: that is what makes sending a statement again after a lost connection safe.
 
     SQLAlchemy's pool checkout and a session's commit cost ~250 µs per request; a lookup is a single
     statement that binds its org itself (see the `raptorflow_lookup` function), so it needs neither.
@@ -228,10 +277,35 @@ class DirectPool:
             return self._pool
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        """Rows of one statement, run in autocommit."""
+        """Rows of one read-only statement in autocommit; a statement whose connection broke is sent
+        once more on a fresh connection, then DatabaseUnavailable."""
+        try:
+            return await self._fetch(sql, args)
+        except TimeoutError as exc:  # a second try would only double the wait
+            raise DatabaseUnavailable(f"database unavailable ({type(exc).__name__})") from exc
+        except BROKEN_CONNECTION as exc:
+            first = exc
+        # The connections opened before the break are likely dead too (a restart ends them all):
+        # none of them is used again, so the retry runs on a fresh one.
+        if self._pool is not None:
+            await self._pool.expire_connections()
+        log.warning("db.connection_lost", error=type(first).__name__, detail=str(first)[:200], retry=True)
+        try:
+            return await self._fetch(sql, args)
+        except LOST_CONNECTION as exc:
+            raise DatabaseUnavailable(f"database unavailable ({type(exc).__name__})") from exc
+
+    async def _fetch(self, sql: str, args: tuple[Any, ...]) -> list[asyncpg.Record]:
         pool = self._pool or await self._open()
         async with pool.acquire() as conn:
-            rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+            try:
+                rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+            except BROKEN_CONNECTION:
+                # Closed now, not gracefully on release: it cannot talk any more. (When asyncpg has
+                # seen its end already, it has taken it back itself.)
+                with contextlib.suppress(asyncpg.exceptions.InterfaceError):
+                    conn.terminate()
+                raise
             return rows
 
     async def close(self) -> None:

@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from raptorflow.kit.deps import AFTER_COMMIT
-from raptorflow.kit.logging import get_logger
+from raptorflow.kit.logging import get_logger, keep_logging
 from raptorflow.kit.tenancy import bind_org
 
 if TYPE_CHECKING:
@@ -273,8 +273,10 @@ class CeleryDispatcher:
 def make_celery(broker_url: str, *, name: str = "raptorflow") -> Celery:
     """A Celery app on `broker_url` (results live in the jobs table, so no result backend)."""
     # Imported here: Celery is heavy, and only broker-configured processes need it.
-    from celery import Celery
+    from celery import Celery, signals
 
+    # Celery's own logging set-up would print plain text beside our JSON lines.
+    signals.setup_logging.connect(keep_logging, weak=False, dispatch_uid="raptorflow.keep_logging")
     app = Celery(name, broker=broker_url)
     app.conf.update(
         task_serializer="json",

@@ -63,29 +63,76 @@ class _CurrentStderr:
         sys.stderr.flush()
 
 
+# Libraries that log through the standard `logging` module (asyncpg's pool, uvicorn, celery,
+# sqlalchemy, py.warnings) are heard from this level up (or the process's level, if higher).
+STDLIB_LEVEL = logging.WARNING
+_HANDLER = "raptorflow.json"  # the name of the root handler configure_logging installs
+# Loggers that bring their own plain-text handlers (uvicorn's default configuration).
+_OWN_HANDLERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+
+
 def configure_logging(*, fmt: str = "json", level: str = "INFO") -> None:
-    """Configure structlog (and the stdlib root logger) for this process."""
+    """Configure structlog and the standard `logging` module: one output format for every line."""
     renderer: Any
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-    processors: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.format_exc_info if fmt == "json" else structlog.processors.StackInfoRenderer(),
-        scrub_secrets,
-        renderer,
-    ]
+    # A traceback is a field of the JSON line (one event, one line), or the console's own rendering.
+    exceptions: Any = structlog.processors.format_exc_info
+    if fmt != "json":
+        exceptions = structlog.processors.StackInfoRenderer()
+    stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
-        processors=processors,
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            stamp,
+            exceptions,
+            scrub_secrets,
+            renderer,
+        ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level)),
-        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
+        # One write per event (message and newline together), so lines from threads never interleave.
+        logger_factory=structlog.WriteLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
-    # Libraries that log through the stdlib go to stderr at WARNING and above.
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.stdlib.add_logger_name,
+            stamp,
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            exceptions,
+            scrub_secrets,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(_CurrentStderr())
+    handler.set_name(_HANDLER)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    # Replaces the handler of an earlier call only: a host's own handlers (pytest's capture) stay.
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(max(STDLIB_LEVEL, getattr(logging, level)))
+    # Loggers that brought their own handlers (uvicorn's default config) would print a second,
+    # plain-text copy: they hand their records to the root handler instead.
+    for name in _OWN_HANDLERS:
+        named = logging.getLogger(name)
+        for old in named.handlers[:]:
+            named.removeHandler(old)
+        named.propagate = True
+    logging.captureWarnings(True)
+
+
+def keep_logging(**_signal: Any) -> None:
+    """A receiver of Celery's `setup_logging` signal: with one connected, Celery leaves the logging set
+    up by `configure_logging` alone (no plain-text root handler, no stdout/stderr redirection)."""
 
 
 def get_logger(name: str | None = None) -> Any:

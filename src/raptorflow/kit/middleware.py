@@ -13,6 +13,7 @@ from isal import isal_zlib
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware, GZipResponder, IdentityResponder
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -27,6 +28,8 @@ LIMIT_HEADER = b"x-ratelimit-limit"
 RATE_LIMIT_STATE = "rate_limit"
 _WELL_FORMED_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 log = structlog.get_logger("raptorflow.http")
+# The status logged (and counted) for a client that left before any response started (nginx's 499).
+CLIENT_CLOSED = 499
 
 
 def rate_limit_headers(limit: tuple[int, int, int]) -> list[tuple[bytes, bytes]]:
@@ -78,15 +81,27 @@ class RequestContextMiddleware:
 
         started = time.perf_counter()
         status = 500
-        response_started = False
+        response_started = response_done = False
+        left = False  # the client went away before the response's end
 
         is_api = scope["path"].startswith(self.api_prefix)
         state = scope["state"]
         extra = self.security_headers
 
+        async def receive_wrapper() -> Message:
+            nonlocal left
+            message = await receive()
+            # A streamed response listens for this while it sends (uvicorn's ASGI 2.3): the stream
+            # is then cancelled, which is the end of the request, not an error.
+            if message["type"] == "http.disconnect" and not response_done:
+                left = True
+            return message
+
         async def send_wrapper(message: Message) -> None:
-            nonlocal status, response_started
-            if message["type"] == "http.response.start":
+            nonlocal status, response_started, response_done
+            if message["type"] == "http.response.body":
+                response_done = response_done or not message.get("more_body", False)
+            elif message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
                 headers = [h for h in message.get("headers", []) if h[0].lower() != REQUEST_ID_HEADER]
@@ -104,7 +119,9 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive_wrapper, send_wrapper)
+        except ClientDisconnect:  # what Starlette raises when a send fails (ASGI 2.4 servers)
+            left = True
         except RequestTooLarge as exc:
             if not response_started:
                 await _problem(send_wrapper, scope, 413, str(exc))
@@ -116,7 +133,9 @@ class RequestContextMiddleware:
             status = 500
         finally:
             route = scope.get("route")
-            self._log(scope, route, status, started, self.metrics)
+            if left and not response_started:
+                status = CLIENT_CLOSED
+            self._log(scope, route, status, started, self.metrics, left)
 
     @staticmethod
     async def _send_500(send: Send, request_id: str, path: Any) -> None:
@@ -141,7 +160,9 @@ class RequestContextMiddleware:
         await send({"type": "http.response.body", "body": body})
 
     @staticmethod
-    def _log(scope: Scope, route: Any, status: int, started: float, metrics: bool = False) -> None:
+    def _log(
+        scope: Scope, route: Any, status: int, started: float, metrics: bool = False, left: bool = False
+    ) -> None:
         elapsed = time.perf_counter() - started
         duration_ms = round(elapsed * 1000, 2)
         template = getattr(route, "path", None) or scope.get("path")
@@ -160,7 +181,10 @@ class RequestContextMiddleware:
         for key in ("org_id", "user_id"):
             if state.get(key) is not None:
                 fields[key] = str(state[key])
-        if status >= 500:
+        if left:
+            # Still the request's one line, named so that a cut-short download is not read as served.
+            log.info("request.client_disconnected", **fields)
+        elif status >= 500:
             log.error("request", **fields)
         else:
             log.info("request", **fields)

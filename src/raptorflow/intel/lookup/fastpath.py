@@ -154,6 +154,8 @@ class LookupFastPath:
         try:
             answers = await pending
         except DATABASE_DOWN as exc:  # as the route: a database that cannot be reached is a 503
+            # (DirectPool.fetch has sent a statement whose connection was lost once more already; what
+            # still fails is kit.db.DatabaseUnavailable, a ConnectionError)
             await unavailable_response(Request(scope), exc)(scope, receive, send)
             return True
         await ORJSONResponse(answers[0])(scope, receive, send)

@@ -12,6 +12,7 @@ from raptorflow.auth.permissions import Permission
 from raptorflow.auth.principal import OrgContext
 from raptorflow.kit.db import utcnow
 from raptorflow.kit.deps import SessionDep
+from raptorflow.kit.streaming import ClosingStreamingResponse
 from raptorflow.sharing.exports import service
 from raptorflow.sharing.exports.schemas import blocklist_defaults, export_filters
 
@@ -21,12 +22,9 @@ Filters = Annotated[dict[str, Any], Depends(export_filters)]
 STREAM: dict[int | str, dict[str, Any]] = {200: {"description": "The file, streamed"}}
 
 
-def _stream(request: Request, chunks: Any, media_type: str, filename: str) -> StreamingResponse:
-    return StreamingResponse(
-        chunks,
-        media_type=media_type,
-        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
-    )
+def _stream(chunks: Any, media_type: str, filename: str) -> ClosingStreamingResponse:
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"}
+    return ClosingStreamingResponse(chunks, media_type=media_type, headers=headers)
 
 
 def _batches(request: Request, ctx: OrgContext, filters: dict[str, Any]) -> Any:
@@ -38,7 +36,8 @@ def _batches(request: Request, ctx: OrgContext, filters: dict[str, Any]) -> Any:
 )
 async def export_csv(request: Request, ctx: Reader, filters: Filters) -> StreamingResponse:
     """Every indicator matching the list filters, one CSV row each."""
-    return _stream(request, service.csv_stream(_batches(request, ctx, filters)), "text/csv", "indicators.csv")
+    chunks = service.csv_stream(_batches(request, ctx, filters))
+    return _stream(chunks, "text/csv", "indicators.csv")
 
 
 @router.get(
@@ -50,7 +49,7 @@ async def export_csv(request: Request, ctx: Reader, filters: Filters) -> Streami
 async def export_txt(request: Request, ctx: Reader, filters: Filters) -> StreamingResponse:
     """For firewalls and proxies, e.g. `?type=ipv4&min_score=70`; false positives and expired left out."""
     chunks = service.txt_stream(_batches(request, ctx, blocklist_defaults(filters)))
-    return _stream(request, chunks, "text/plain; charset=utf-8", "indicators.txt")
+    return _stream(chunks, "text/plain; charset=utf-8", "indicators.txt")
 
 
 @router.get(
@@ -69,7 +68,7 @@ async def export_misp(
     """A MISP event whose attributes are the matching indicators (tags and TLP as MISP tags)."""
     org_name = await service.org_name(session, ctx.org_id)
     chunks = service.misp_stream(_batches(request, ctx, filters), org_name=org_name, info=info, now=utcnow())
-    return _stream(request, chunks, "application/json", "indicators.misp.json")
+    return _stream(chunks, "application/json", "indicators.misp.json")
 
 
 @router.get(
@@ -86,7 +85,7 @@ async def export_rules(
 ) -> StreamingResponse:
     """Rules with stable sids; false positives and expired indicators left out unless asked."""
     chunks = service.rules_stream(_batches(request, ctx, blocklist_defaults(filters)), engine)
-    return _stream(request, chunks, "text/plain; charset=utf-8", f"indicators.{engine}.rules")
+    return _stream(chunks, "text/plain; charset=utf-8", f"indicators.{engine}.rules")
 
 
 @router.get(
@@ -98,4 +97,4 @@ async def export_rules(
 async def export_stix(request: Request, ctx: Reader, filters: Filters) -> StreamingResponse:
     """A STIX 2.1 bundle of the matching indicators (built by the STIX mapping)."""
     chunks = service.stix_stream(request.app.state.session_factory, ctx.org_id, filters)
-    return _stream(request, chunks, "application/stix+json;version=2.1", "indicators.stix.json")
+    return _stream(chunks, "application/stix+json;version=2.1", "indicators.stix.json")

@@ -10,7 +10,8 @@ import csv
 import hashlib
 import io
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ import orjson
 from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from raptorflow.kit.db import stream_session
 from raptorflow.kit.tenancy import bind_org
 from raptorflow.models import Organization
 from raptorflow.sharing.exports.repository import ExportRepository
@@ -65,60 +67,62 @@ RULE_ENGINES = ("suricata", "snort")
 # Local sids live above the ranges public rule sets use (ET: 2,000,000-2,999,999; Snort: < 1,000,000).
 SID_BASE = 3_000_000_000
 SID_SPACE = 1_000_000_000
+# Indicator batches read in a session of their own. A stream closes the batches it reads when it is
+# closed itself (`aclosing`): a client that leaves mid-file must give the connection back at once.
+Batches = AsyncGenerator[Sequence[Row[Any]], None]
 
 
 async def indicator_batches(
     factory: async_sessionmaker[AsyncSession], org_id: uuid.UUID, filters: dict[str, Any]
-) -> AsyncIterator[Sequence[Row[Any]]]:
+) -> Batches:
     """Matching indicators of an org in keyset batches, read in one transaction of their own."""
-    async with factory() as session:
+    async with stream_session(factory) as session:
         await bind_org(session, org_id)
-        try:
-            async for rows in ExportRepository(session, org_id).batches(filters):
-                yield rows
-        finally:
-            await session.rollback()
+        async for rows in ExportRepository(session, org_id).batches(filters):
+            yield rows
 
 
 def _iso(value: datetime | None) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else ""
 
 
-async def csv_stream(batches: AsyncIterator[Sequence[Row[Any]]]) -> AsyncIterator[bytes]:
+async def csv_stream(batches: Batches) -> AsyncIterator[bytes]:
     """CSV with a header row; tags and sources joined with `;`."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     yield buffer.getvalue().encode()
-    async for rows in batches:
-        buffer.seek(0)
-        buffer.truncate()
-        for r in rows:
-            writer.writerow(
-                (
-                    r.id,
-                    r.type,
-                    r.value,
-                    r.classification,
-                    r.confidence,
-                    r.score,
-                    r.tlp,
-                    ";".join(r.tags or []),
-                    ";".join(r.sources or []),
-                    _iso(r.first_seen),
-                    _iso(r.last_seen),
-                    _iso(r.valid_until),
-                    r.project_id or "",
-                    r.description or "",
+    async with aclosing(batches):
+        async for rows in batches:
+            buffer.seek(0)
+            buffer.truncate()
+            for r in rows:
+                writer.writerow(
+                    (
+                        r.id,
+                        r.type,
+                        r.value,
+                        r.classification,
+                        r.confidence,
+                        r.score,
+                        r.tlp,
+                        ";".join(r.tags or []),
+                        ";".join(r.sources or []),
+                        _iso(r.first_seen),
+                        _iso(r.last_seen),
+                        _iso(r.valid_until),
+                        r.project_id or "",
+                        r.description or "",
+                    )
                 )
-            )
-        yield buffer.getvalue().encode()
+            yield buffer.getvalue().encode()
 
 
-async def txt_stream(batches: AsyncIterator[Sequence[Row[Any]]]) -> AsyncIterator[bytes]:
+async def txt_stream(batches: Batches) -> AsyncIterator[bytes]:
     """One value per line (firewall and proxy blocklists)."""
-    async for rows in batches:
-        yield ("".join(f"{r.value}\n" for r in rows)).encode()
+    async with aclosing(batches):
+        async for rows in batches:
+            yield ("".join(f"{r.value}\n" for r in rows)).encode()
 
 
 def _misp_attribute(r: Row[Any]) -> dict[str, Any] | None:
@@ -140,9 +144,7 @@ def _misp_attribute(r: Row[Any]) -> dict[str, Any] | None:
     }
 
 
-async def misp_stream(
-    batches: AsyncIterator[Sequence[Row[Any]]], *, org_name: str, info: str, now: datetime
-) -> AsyncIterator[bytes]:
+async def misp_stream(batches: Batches, *, org_name: str, info: str, now: datetime) -> AsyncIterator[bytes]:
     """One MISP event (the JSON MISP's "Add event from JSON" and feeds take) holding every indicator."""
     event_uuid = uuid.uuid5(uuid.NAMESPACE_URL, f"raptorflow:{org_name}:{info}:{now.isoformat()}")
     head = {
@@ -160,15 +162,16 @@ async def misp_stream(
     prefix = orjson.dumps({"Event": head})[:-2]  # without the closing "}}"
     yield prefix + b',"Attribute":['
     first = True
-    async for rows in batches:
-        parts = []
-        for r in rows:
-            attribute = _misp_attribute(r)
-            if attribute is not None:
-                parts.append(orjson.dumps(attribute))
-        if parts:
-            yield (b"" if first else b",") + b",".join(parts)
-            first = False
+    async with aclosing(batches):
+        async for rows in batches:
+            parts = []
+            for r in rows:
+                attribute = _misp_attribute(r)
+                if attribute is not None:
+                    parts.append(orjson.dumps(attribute))
+            if parts:
+                yield (b"" if first else b",") + b",".join(parts)
+                first = False
     yield b"]}}"
 
 
@@ -298,25 +301,26 @@ def rules_for(engine: str, r: Row[Any]) -> list[tuple[str, Builder]]:
     return []
 
 
-async def rules_stream(batches: AsyncIterator[Sequence[Row[Any]]], engine: str) -> AsyncIterator[bytes]:
+async def rules_stream(batches: Batches, engine: str) -> AsyncIterator[bytes]:
     """Suricata or Snort rules for IPs, domains (DNS and TLS SNI) and URLs, each with a stable sid."""
     yield (
         f"# RaptorFlow {engine} rules; sids {SID_BASE}-{SID_BASE + SID_SPACE - 1} "
         "derive from what a rule matches\n"
     ).encode()
     used: set[int] = set()
-    async for rows in batches:
-        lines = []
-        for r in rows:
-            for key, build in rules_for(engine, r):
-                sid = stable_sid(engine, key)
-                # A digest collision inside one file moves the later rule to the next free sid.
-                while sid in used:
-                    sid = SID_BASE + (sid - SID_BASE + 1) % SID_SPACE
-                used.add(sid)
-                lines.append(build(sid) + "\n")
-        if lines:
-            yield "".join(lines).encode()
+    async with aclosing(batches):
+        async for rows in batches:
+            lines = []
+            for r in rows:
+                for key, build in rules_for(engine, r):
+                    sid = stable_sid(engine, key)
+                    # A digest collision inside one file moves the later rule to the next free sid.
+                    while sid in used:
+                        sid = SID_BASE + (sid - SID_BASE + 1) % SID_SPACE
+                    used.add(sid)
+                    lines.append(build(sid) + "\n")
+            if lines:
+                yield "".join(lines).encode()
 
 
 async def org_name(session: AsyncSession, org_id: uuid.UUID) -> str:
@@ -325,17 +329,11 @@ async def org_name(session: AsyncSession, org_id: uuid.UUID) -> str:
     return str(name or org_id)
 
 
-async def stix_stream(
+def stix_stream(
     factory: async_sessionmaker[AsyncSession], org_id: uuid.UUID, filters: dict[str, Any]
 ) -> AsyncIterator[bytes]:
     """A STIX 2.1 bundle of the matching indicators, built by the STIX mapping (sharing.stix)."""
-    async with factory() as session:
-        await bind_org(session, org_id)
-        try:
-            async for chunk in stix_service.export_bundle(session, org_id, Selection(indicators=filters)):
-                yield chunk
-        finally:
-            await session.rollback()
+    return stix_service.stream_bundle(factory, org_id, Selection(indicators=filters))
 
 
 FORMATS = ("csv", "txt", "stix", "misp", "suricata", "snort")

@@ -14,6 +14,7 @@ from raptorflow.auth.permissions import Permission
 from raptorflow.auth.principal import OrgContext
 from raptorflow.kit.deps import SessionDep
 from raptorflow.kit.errors import InvalidInput
+from raptorflow.kit.streaming import ClosingStreamingResponse
 from raptorflow.kit.web import ORJSONResponse
 from raptorflow.sharing.exports.schemas import export_filters
 from raptorflow.sharing.stix.repository import StixRepository
@@ -65,7 +66,7 @@ async def get_bundle(
     else:
         selection = Selection(indicators={k: v for k, v in filters.items() if v is not None})
     await check_selection(session, ctx.org_id, selection)
-    return StreamingResponse(
+    return ClosingStreamingResponse(
         stream_bundle(request.app.state.session_factory, ctx.org_id, selection),
         media_type=MEDIA_TYPE,
         headers={"Content-Disposition": 'inline; filename="bundle.stix.json"', "Cache-Control": "no-store"},

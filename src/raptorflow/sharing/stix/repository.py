@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncGenerator, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import anyio
 import orjson
 from sqlalchemy import Select, Text, TextClause, and_, cast, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from raptorflow.kit.db import dialect_name
+from raptorflow.kit.db import CLOSE_TIMEOUT_S, dialect_name
 from raptorflow.kit.tenancy import TenantRepository
 from raptorflow.models import (
     AttackObject,
@@ -231,7 +231,7 @@ class StixRepository(TenantRepository):
         )
         return found is not None
 
-    async def stream_indicators(self, stmt: Select[Any]) -> AsyncIterator[Sequence[Any]]:
+    async def stream_indicators(self, stmt: Select[Any]) -> AsyncGenerator[Sequence[Any], None]:
         """Batches of INDICATOR_COLUMNS tuples for an indicator SELECT (streamed, bounded memory)."""
         stmt = stmt.with_only_columns(*INDICATOR_COLUMNS).order_by(Indicator.id)
         conn = await self.session.connection()
@@ -241,7 +241,7 @@ class StixRepository(TenantRepository):
 
     async def stream_indicator_json(
         self, stmt: Select[Any], creator: str, with_ids: bool
-    ) -> AsyncIterator[Sequence[Any]]:
+    ) -> AsyncGenerator[Sequence[Any], None]:
         """Batches of (STIX JSON text, tlp, techniques JSON or None, STIX id or None[, native id]) rows.
 
         PostgreSQL only. The STIX id comes for every row `with_ids`, else only for rows with techniques.
@@ -262,7 +262,9 @@ class StixRepository(TenantRepository):
         async for batch in result.partitions(RAW_BATCH):
             yield batch
 
-    async def copy_indicator_json(self, stmt: Select[Any], creator: str) -> AsyncIterator[CopiedIndicators]:
+    async def copy_indicator_json(
+        self, stmt: Select[Any], creator: str
+    ) -> AsyncGenerator[CopiedIndicators, None]:
         """Pieces of the STIX JSON of an indicator SELECT, rendered by PostgreSQL (PostgreSQL only).
 
         `COPY (SELECT …) TO STDOUT` streams the objects PostgreSQL renders while this process forwards
@@ -306,9 +308,22 @@ class StixRepository(TenantRepository):
                 yield _copied(rest + b"\n")
         finally:
             if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                # Closed early, often because this task is cancelled (a client that left): shielded.
+                # A COPY cut short leaves asyncpg mid-protocol (the next statement on the connection
+                # fails, the session's rollback included; data still arriving trips its reader), so
+                # the connection is closed at once and dropped: the pool opens a fresh one when needed.
+                # Not cancelled: asyncpg would wait for the COPY's cancellation on the closed
+                # connection. The COPY fails on its own once the connection is closed; emptying the
+                # queue lets its last put (data or the error) through.
+                with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
+                    driver.terminate()
+                    while not task.done():
+                        while not queue.empty():
+                            queue.get_nowait()
+                        await asyncio.wait({task}, timeout=0.05)
+                    await (await self.session.connection()).invalidate()
+                if not task.done():
+                    task.cancel()
 
     def _compiled(self, stmt: Select[Any]) -> tuple[str, list[Any]]:
         """A SELECT as PostgreSQL text with $n parameters and their (driver-ready) values."""

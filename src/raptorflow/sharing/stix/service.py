@@ -24,7 +24,8 @@ takes a bundle dict, a list of STIX objects, or raw JSON bytes; returns one resu
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from raptorflow.intel.indicators.repository import IndicatorRepository
 from raptorflow.intel.relationships.service import neighbours
-from raptorflow.kit.db import utcnow
+from raptorflow.kit.db import stream_session, utcnow
 from raptorflow.kit.errors import InvalidInput, NotFound
 from raptorflow.kit.tenancy import bind_org
 from raptorflow.models import Indicator, Report
@@ -154,16 +155,17 @@ class _Rendered:
 
 async def export_objects(
     session: AsyncSession, org_id: uuid.UUID, selection: Selection
-) -> AsyncIterator[list[dict[str, Any]]]:
+) -> AsyncGenerator[list[dict[str, Any]], None]:
     """The STIX objects of a selection, in batches (identity first, marking definitions last)."""
-    async for batch in _export(session, org_id, selection, rendered=False):
-        assert isinstance(batch, list)
-        yield batch
+    async with aclosing(_export(session, org_id, selection, rendered=False)) as objects:
+        async for batch in objects:
+            assert isinstance(batch, list)
+            yield batch
 
 
 async def _export(
     session: AsyncSession, org_id: uuid.UUID, selection: Selection, *, rendered: bool
-) -> AsyncIterator[list[dict[str, Any]] | _Rendered]:
+) -> AsyncGenerator[list[dict[str, Any]] | _Rendered, None]:
     """export_objects; with `rendered` on PostgreSQL, indicators come as JSON text built by the database."""
     repo = StixRepository(session, org_id)
     plan = await _plan(session, org_id, selection)
@@ -186,42 +188,45 @@ async def _export(
         with_ids = plan.relationships or plan.indicator_filter is None
         if rendered and repo.postgres and not with_ids:
             # The bulk case (an indicator filter): PostgreSQL renders and streams, we forward bytes.
-            async for copied in repo.copy_indicator_json(stmt, creator):
-                any_indicator = True
-                for ref, tids in copied.edges:
-                    for tid in _json_list(tids):
-                        techniques.add(tid)
-                        technique_edges.append((ref, tid, "indicates"))
-                # The TLP marking ids appear in the JSON exactly when an object carries them.
-                tlps.update(k for k, v in _TLP_BYTES.items() if k not in tlps and v in copied.data)
-                yield _Rendered(copied.data, copied.count)
-        elif rendered and repo.postgres:
-            # Every indicator's id is needed to resolve relationships and report refs.
-            async for batch in repo.stream_indicator_json(stmt, creator, with_ids):
-                columns = list(zip(*batch, strict=True))
-                tlps.update(columns[1])
-                for tids, ref in zip(columns[2], columns[3], strict=True):
-                    if tids is not None:
+            async with aclosing(repo.copy_indicator_json(stmt, creator)) as copies:
+                async for copied in copies:
+                    any_indicator = True
+                    for ref, tids in copied.edges:
                         for tid in _json_list(tids):
                             techniques.add(tid)
                             technique_edges.append((ref, tid, "indicates"))
-                if with_ids:
-                    exported.update(zip(columns[4], columns[3], strict=True))
-                any_indicator = any_indicator or bool(batch)
-                yield _Rendered(",".join(columns[0]).encode(), len(batch))
+                    # The TLP marking ids appear in the JSON exactly when an object carries them.
+                    tlps.update(k for k, v in _TLP_BYTES.items() if k not in tlps and v in copied.data)
+                    yield _Rendered(copied.data, copied.count)
+        elif rendered and repo.postgres:
+            # Every indicator's id is needed to resolve relationships and report refs.
+            async with aclosing(repo.stream_indicator_json(stmt, creator, with_ids)) as pages:
+                async for batch in pages:
+                    columns = list(zip(*batch, strict=True))
+                    tlps.update(columns[1])
+                    for tids, ref in zip(columns[2], columns[3], strict=True):
+                        if tids is not None:
+                            for tid in _json_list(tids):
+                                techniques.add(tid)
+                                technique_edges.append((ref, tid, "indicates"))
+                    if with_ids:
+                        exported.update(zip(columns[4], columns[3], strict=True))
+                    any_indicator = any_indicator or bool(batch)
+                    yield _Rendered(",".join(columns[0]).encode(), len(batch))
         else:
-            async for batch in repo.stream_indicators(stmt):
-                out = []
-                for row in batch:
-                    obj = render.indicator(row, creator)
-                    out.append(obj)
-                    tlps.add(row[5])
-                    exported[row[0]] = obj["id"]
-                    for tid in _json_list(row[8]):
-                        techniques.add(tid)
-                        technique_edges.append((obj["id"], tid, "indicates"))
-                any_indicator = any_indicator or bool(batch)
-                yield out
+            async with aclosing(repo.stream_indicators(stmt)) as pages:
+                async for batch in pages:
+                    out = []
+                    for row in batch:
+                        obj = render.indicator(row, creator)
+                        out.append(obj)
+                        tlps.add(row[5])
+                        exported[row[0]] = obj["id"]
+                        for tid in _json_list(row[8]):
+                            techniques.add(tid)
+                            technique_edges.append((obj["id"], tid, "indicates"))
+                    any_indicator = any_indicator or bool(batch)
+                    yield out
     context_refs: dict[uuid.UUID, str] = {}
     rows_by_kind: dict[str, list[Any]] = {}
     for kind, ids in plan.context.items():
@@ -276,21 +281,22 @@ async def _export(
 
 async def export_bundle(
     session: AsyncSession, org_id: uuid.UUID, selection: Selection
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """One STIX 2.1 bundle of the selection, streamed as JSON chunks of about 256 KiB."""
     head = b'{"type":"bundle","id":"bundle--' + str(uuid.uuid4()).encode() + b'","objects":['
     writer = _Writer()
     first = True
-    async for batch in _export(session, org_id, selection, rendered=True):
-        if isinstance(batch, _Rendered):
-            writer.add_rendered(batch)
-        else:
-            for obj in batch:
-                writer.add(obj)
-        if writer.size >= FLUSH_BYTES:
-            chunk = writer.take()
-            yield (head + chunk) if first else chunk
-            first = False
+    async with aclosing(_export(session, org_id, selection, rendered=True)) as parts:
+        async for batch in parts:
+            if isinstance(batch, _Rendered):
+                writer.add_rendered(batch)
+            else:
+                for obj in batch:
+                    writer.add(obj)
+            if writer.size >= FLUSH_BYTES:
+                chunk = writer.take()
+                yield (head + chunk) if first else chunk
+                first = False
     tail = writer.take() + b"]}"
     yield (head + tail) if first else tail
 
@@ -302,12 +308,12 @@ async def check_selection(session: AsyncSession, org_id: uuid.UUID, selection: S
 
 async def stream_bundle(
     factory: async_sessionmaker[AsyncSession], org_id: uuid.UUID, selection: Selection
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """export_bundle on its own session and transaction (a streamed response outlives the request's)."""
-    async with factory() as session:
+    async with stream_session(factory) as session:
         await bind_org(session, org_id)
-        async with session.begin():
-            async for chunk in export_bundle(session, org_id, selection):
+        async with aclosing(export_bundle(session, org_id, selection)) as chunks:
+            async for chunk in chunks:
                 yield chunk
 
 
