@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
@@ -27,6 +27,7 @@ from raptorflow.intel.projects.service import ProjectService
 from raptorflow.kit.db import utcnow
 from raptorflow.kit.deps import SessionDep
 from raptorflow.kit.errors import NotFound, RaptorFlowError
+from raptorflow.kit.streaming import ClosingStreamingResponse
 from raptorflow.sharing.exports import service as exports
 from raptorflow.sharing.exports.schemas import export_filters
 from raptorflow.sharing.feeds.schemas import FeedCreate
@@ -181,7 +182,7 @@ async def export_download(request: Request, fmt: str, page: Reader) -> Response:
     chunks = exports.stream_for(
         fmt, request.app.state.session_factory, page.org_id, filters, org=page.org_name, now=utcnow()
     )
-    return StreamingResponse(
+    return ClosingStreamingResponse(
         chunks,
         media_type=media_type,
         headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
