@@ -33,7 +33,7 @@ CHUNK = 1_000
 COPY_COLUMNS = (
     "id", "org_id", "type", "value", "classification", "confidence", "score", "tlp", "tags", "sources",
     "description", "attack_techniques", "first_seen", "last_seen", "false_positive", "sightings_count",
-    "created_by", "stix_id", "created_at", "updated_at",
+    "created_by", "stix_id", "valid_from", "created_at", "updated_at",
 )  # fmt: skip
 # Columns whose content is compared between the app's rows and the reference's (ids and times differ).
 _COMPARED_TEXT = ("type", "value", "classification", "tlp", "tags", "sources", "description",
@@ -51,8 +51,10 @@ def reference_rows(
     sources: list[str],
     score: int | None = None,
     confidence: int | None = None,
+    classification: str | None = None,
     created_by: uuid.UUID | None = None,
     stix_ids: Sequence[str] | None = None,
+    valid_from: datetime | None = None,
 ) -> list[tuple[Any, ...]]:
     """The rows the app stores for these raw values (COPY_COLUMNS order), as described above."""
     now = datetime.now(UTC)
@@ -64,11 +66,11 @@ def reference_rows(
             i = start + offset
             n = normalize(raw)
             rows.append(
-                (ident, org_id, n.type.value, n.value, DEFAULTS["classification"],
+                (ident, org_id, n.type.value, n.value, classification or DEFAULTS["classification"],
                  DEFAULTS["confidence"] if confidence is None else confidence,
                  DEFAULTS["score"] if score is None else score, DEFAULTS["tlp"],
                  orjson.dumps(tags(i)).decode(), sources_json, "", "[]", now, now, False, 0, created_by,
-                 stix_ids[i] if stix_ids is not None else None, now, now)
+                 stix_ids[i] if stix_ids is not None else None, valid_from, now, now)
             )  # fmt: skip
     return rows
 
