@@ -271,6 +271,23 @@ def lookup_pool(
     return path, len(misses) / len(pool)
 
 
+async def check_pool(base: str, lines: list[str], keys: list[str], miss_share: float) -> None:
+    """Raise unless the pool's first 400 lookups, sent as wrk will send them, miss about as often as
+    intended (a key paired with the wrong org would turn hits into misses)."""
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        found = 0
+        for line in lines:
+            org, value = line.split("\t")
+            response = await http.get(
+                f"/api/v1/lookup?value={value}", headers={"X-API-Key": keys[int(org) - 1]}
+            )
+            response.raise_for_status()
+            found += bool(response.json()["found"])
+    missed = 1 - found / len(lines)
+    if abs(missed - miss_share) > 0.08:
+        raise RuntimeError(f"bench: the lookup pool misses {missed:.0%} of the time, not {miss_share:.0%}")
+
+
 def production_lua(folder: Path, pool: Path, keys: list[str], seed: int) -> Path:
     """A wrk script: each thread seeds its own generator (wrk gives each its own Lua state), reads the
     pool and draws every request's (org key, value) at random, so threads never walk one sequence."""
@@ -555,6 +572,7 @@ def main() -> None:
 
         if "lookup" in only:
             pool, miss_share = lookup_pool(folder, [(0, values), *enumerate(others, start=1)], LOOKUP_POOL, 6)
+            loop.run_until_complete(check_pool(base, pool.read_text().splitlines()[:400], keys, miss_share))
             production = production_lua(folder, pool, keys, random.randrange(1 << 30))
             hot = hot_set_lua(folder, values)
             for conns in (4, 32):
