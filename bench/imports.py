@@ -22,6 +22,7 @@ import asyncio
 import multiprocessing
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -152,9 +153,13 @@ def _child(send: Any, target: Callable[..., Any], args: tuple[Any, ...]) -> None
 def timed_import(url: str, path: Path, fmt: str) -> dict[str, Any]:
     """The end-to-end import of a file (child process): its answer, seconds and peak RSS."""
     rss_before = peak_rss_mb()
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     out = asyncio.run(import_path(url, path, fmt))
-    return {**out, "seconds": time.perf_counter() - started, "rss": peak_rss_mb(), "rss_before": rss_before}
+    seconds = time.perf_counter() - started
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_s = used.ru_utime - cpu.ru_utime + used.ru_stime - cpu.ru_stime
+    return {**out, "seconds": seconds, "cpu": cpu_s, "rss": peak_rss_mb(), "rss_before": rss_before}
 
 
 def timed_copy(
@@ -201,6 +206,7 @@ def rounds_of(
     the last import's answer with the peak RSS over all rounds. The rows are compared once both exist."""
     tables = {f"copy, {n} stream{'s' if n > 1 else ''}": (f"bench_copy_{n}", n) for n in streams}
     last: dict[str, Any] = {}
+    busy: list[float] = []  # the import process's CPU time over its wall time, per round
     outcomes = set()
     peak = 0.0
     for round_no in range(rounds.rounds):
@@ -212,6 +218,7 @@ def rounds_of(
                 peak = max(peak, last["rss"])
                 outcomes.add(tuple(last[k] for k in ("status", "processed", "created", "merged", "rejected")))
                 rate = last["processed"] / last["seconds"]
+                busy.append(last["cpu"] / last["seconds"])
             else:
                 table, n = tables[name]
                 seconds, count = in_child(timed_copy, dsn, table, org, kind, path, n)
@@ -222,7 +229,7 @@ def rounds_of(
                 asyncio.run(check_same_rows(dsn, "indicators", f"org_id = '{org}'", table))
     if len(outcomes) != 1:
         raise RuntimeError(f"bench: the {kind} import did different work in different rounds: {outcomes}")
-    return {**last, "rss": peak}
+    return {**last, "rss": peak, "busy": statistics.median(busy)}
 
 
 def main() -> None:
@@ -306,6 +313,9 @@ def main() -> None:
         f"  import / COPY: {rate / single:.0%} of 1 stream, {rate / double:.0%} of 2 streams"
         f"   (target >= {TARGET_SHARE:.0%})"
     )
+    print(
+        f"  the import's own process (parse, normalize, send) was on a core {out['busy']:.0%} of its wall time"
+    )
     print(f"  peak RSS of the import's process: {out['rss']:.0f} MB (at its start: {out['rss_before']:.0f} MB)"
           f"   (target < {TARGET_RSS_MB} MB)")  # fmt: skip
     stix_rate, stix_copy = stix_rounds.median("import"), stix_rounds.median("copy, 1 stream")
@@ -316,6 +326,7 @@ def main() -> None:
     print(f"  import:   {stix_rounds.describe('import', 'objects/s')}   (target >= {TARGET_STIX_RATE:,}/s)")
     print(f"  COPY of its indicator rows, 1 stream: {stix_rounds.describe('copy, 1 stream', 'rows/s')}")
     print(f"  import / COPY: {stix_rate / stix_copy:.0%}")
+    print(f"  the import's own process was on a core {stix_out['busy']:.0%} of its wall time")
     print(
         f"  peak RSS of the import's process: {stix_out['rss']:.0f} MB (at its start: {stix_out['rss_before']:.0f} MB)"
         f"   (target < {TARGET_RSS_MB} MB)"
