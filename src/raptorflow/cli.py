@@ -288,35 +288,49 @@ def audit_verify() -> None:
 @attack_app.command("sync")
 def attack_sync(
     file: Annotated[
-        Path | None,
-        typer.Option("--file", help="A STIX bundle, .json or .json.gz (gzip detected by content)."),
+        list[Path] | None,
+        typer.Option(
+            "--file", help="A STIX bundle, .json or .json.gz (gzip detected by content); repeat for more."
+        ),
     ] = None,
     url: Annotated[
-        str | None, typer.Option("--url", help="Download the bundle from this http(s) URL.")
+        list[str] | None,
+        typer.Option("--url", help="Download a bundle from this http(s) URL; repeat for more."),
     ] = None,
 ) -> None:
-    """Load or refresh the ATT&CK catalog from a STIX 2.0/2.1 bundle (idempotent)."""
+    """Load or refresh ATT&CK domains (enterprise, mobile, ICS) from STIX 2.0/2.1 bundles (idempotent)."""
     from raptorflow.intel.attack import loader as attack_loader
     from raptorflow.intel.attack import service as attack_service
 
-    if (file is None) == (url is None):
-        fail("pass exactly one of --file PATH or --url URL (e.g. --file enterprise-attack.json.gz)")
+    sources: list[Path | str] = [*(file or []), *(url or [])]
+    if not sources:
+        fail("pass --file PATH or --url URL, once per bundle (e.g. --file enterprise-attack.json.gz)")
     settings = settings_or_exit()
     started = time.perf_counter()
-    # Read and parse before touching the database: a bad file or URL changes nothing.
+    # Read and parse every bundle before touching the database: a bad file or URL changes nothing.
+    bundles: list[attack_loader.ParsedBundle] = []
     try:
-        data = attack_loader.read_file(file) if file is not None else attack_loader.fetch_url(str(url))
-        bundle = attack_loader.parse_bundle(data)
+        for source in sources:
+            data = (
+                attack_loader.read_file(source)
+                if isinstance(source, Path)
+                else attack_loader.fetch_url(source)
+            )
+            bundles.append(attack_loader.parse_bundle(data))
+            del data  # the raw bundle (tens of MB) is not needed once parsed
     except RaptorFlowError as exc:
         fail(exc.detail, 1)
-    del data  # the raw bundle (tens of MB) is not needed once parsed
+    domains = [bundle.domain for bundle in bundles]
+    if len(set(domains)) < len(domains):
+        # The second would hide what the first loaded as "no longer in the bundle".
+        fail(f"two bundles of one domain: {', '.join(domains)}; pass one bundle per domain", 1)
     prepare_database(settings)
 
-    async def work(session: AsyncSession) -> attack_service.SyncSummary:
-        return await attack_service.sync_bundle(session, bundle)
+    async def work(session: AsyncSession) -> list[attack_service.SyncSummary]:
+        return [await attack_service.sync_bundle(session, bundle) for bundle in bundles]
 
-    summary = in_transaction(settings, work)
-    typer.echo(summary.line())
+    for summary in in_transaction(settings, work):
+        typer.echo(summary.line())
     typer.echo(f"loaded in {time.perf_counter() - started:.1f}s", err=True)
 
 

@@ -344,8 +344,11 @@ def test_cli_sync_refuses_bad_arguments(tmp_path: Path, monkeypatch: pytest.Monk
     runner = CliRunner()
     neither = runner.invoke(cli.app, ["attack", "sync"])
     assert neither.exit_code == 2 and "--file" in neither.stderr
+    # --file and --url repeat (one bundle per domain); every source is read before the database opens.
     both = runner.invoke(cli.app, ["attack", "sync", "--file", "x.json", "--url", "https://example.com/x"])
-    assert both.exit_code == 2
+    assert both.exit_code == 1 and "x.json" in both.stderr
+    twice = runner.invoke(cli.app, ["attack", "sync", "--file", str(SAMPLE), "--file", str(SAMPLE)])
+    assert twice.exit_code == 1 and "one bundle per domain" in twice.stderr
     missing = runner.invoke(cli.app, ["attack", "sync", "--file", str(tmp_path / "nope.json")])
     assert missing.exit_code == 1 and "nope.json" in missing.stderr
     (tmp_path / "junk.json").write_bytes(b'{"type": "identity"}')

@@ -21,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from raptorflow.accounts.schemas import Input
 from raptorflow.audit import service as audit
 from raptorflow.auth.principal import OrgContext
-from raptorflow.intel.attack.navigator import layer
+from raptorflow.intel.attack.schemas import DomainName
+from raptorflow.intel.attack.service import navigator_layer
 from raptorflow.intel.common import TECHNIQUE_ID, TLP, clean_tags, ensure_may_remove, validate_techniques
 from raptorflow.intel.relationships.service import detach_objects
 from raptorflow.kit.db import dialect_name, new_id, utcnow
@@ -137,6 +138,13 @@ SortParam = Annotated[
     str | None,
     Query(
         max_length=200, description="Comma-separated fields, `-` for descending (e.g. `-updated_at,name`)."
+    ),
+]
+LayerDomainParam = Annotated[
+    DomainName | None,
+    Query(
+        description="ATT&CK domain of the layer (enterprise-attack, mobile-attack, ics-attack); "
+        "default: the domain holding most of the object's techniques."
     ),
 ]
 
@@ -453,15 +461,15 @@ class ContextService(Generic[M, R]):
             target_id=object_id,
         )
 
-    async def attack_layer(self, object_id: uuid.UUID) -> dict[str, Any]:
-        """An ATT&CK Navigator layer of the object's techniques."""
+    async def attack_layer(self, object_id: uuid.UUID, domain: str | None = None) -> dict[str, Any]:
+        """An ATT&CK Navigator layer of the object's techniques in one domain (default: most of them)."""
         obj = await self.get(object_id)
         title = self.display_name(obj)
         description = f"ATT&CK techniques of the {self.kind.label} {title} (RaptorFlow {obj.id})."
         # Rows written by importers are not guaranteed to hold well-formed ids: skip the others.
         stored = getattr(obj, "attack_techniques", None) or []
         ids = [t for t in stored if isinstance(t, str) and TECHNIQUE_ID.match(t.strip().upper())]
-        return layer(title, description, ids)
+        return await navigator_layer(self.session, title, description, ids, domain)
 
     def display_name(self, obj: M) -> str:
         """The object's human name."""

@@ -2,7 +2,7 @@
 
 from raptorflow.kit.db import Base
 from raptorflow.models.api_key import ApiKey
-from raptorflow.models.attack import AttackObject, AttackRelationship
+from raptorflow.models.attack import AttackDomain, AttackObject, AttackRelationship
 from raptorflow.models.audit import AuditEntry
 from raptorflow.models.billing import (
     BillingOrder,
@@ -31,6 +31,7 @@ from raptorflow.models.webhook import Webhook, WebhookDelivery
 
 __all__ = [
     "ApiKey",
+    "AttackDomain",
     "AttackObject",
     "AttackRelationship",
     "AuditEntry",

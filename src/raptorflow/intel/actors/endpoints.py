@@ -13,7 +13,7 @@ from raptorflow.auth.permissions import Permission
 from raptorflow.auth.principal import OrgContext
 from raptorflow.intel.actors.schemas import Motivation, ThreatActorCreate, ThreatActorOut, ThreatActorUpdate
 from raptorflow.intel.actors.service import ThreatActorService, normalize_country
-from raptorflow.intel.context_base import CommonFilters, SortParam
+from raptorflow.intel.context_base import CommonFilters, LayerDomainParam, SortParam
 from raptorflow.kit.deps import SessionDep
 from raptorflow.kit.pagination import CursorParam, LimitParam
 
@@ -114,6 +114,8 @@ async def unarchive_actor(actor_id: uuid.UUID, ctx: Write, session: SessionDep) 
 
 
 @router.get(ONE + "/attack-layer", responses=NOT_FOUND, summary="ATT&CK Navigator layer of a threat actor")
-async def actor_attack_layer(actor_id: uuid.UUID, ctx: Read, session: SessionDep) -> dict[str, Any]:
+async def actor_attack_layer(
+    actor_id: uuid.UUID, ctx: Read, session: SessionDep, domain: LayerDomainParam = None
+) -> dict[str, Any]:
     """The actor's techniques as a Navigator 4.5 layer (open it in the ATT&CK Navigator)."""
-    return await ThreatActorService(session, ctx).attack_layer(actor_id)
+    return await ThreatActorService(session, ctx).attack_layer(actor_id, domain)

@@ -7,6 +7,7 @@ Enterprise bundle, this needs well under a second.
 from __future__ import annotations
 
 import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 import orjson
 
+from raptorflow.intel.attack.schemas import DOMAINS
 from raptorflow.kit.errors import RaptorFlowError
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -23,6 +25,7 @@ MAX_DOWNLOAD_BYTES = 200 * 1024 * 1024
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024
 DOWNLOAD_TIMEOUT_S = 60.0
 DEFAULT_DOMAIN = "enterprise-attack"
+MAX_VERSION = 16
 
 KIND_OF_TYPE = {
     "x-mitre-tactic": "tactic",
@@ -52,9 +55,14 @@ class BundleError(RaptorFlowError):
 
 @dataclass
 class ParsedBundle:
-    """Rows ready for upsert, keyed by STIX id (one version per id: the latest `modified`)."""
+    """Rows ready for upsert, keyed by STIX id (one version per id: the latest `modified`).
+
+    Every row belongs to the bundle's domain: a group MITRE publishes in several domains is stored once
+    per domain bundle that carries it.
+    """
 
     domain: str
+    attack_version: str | None = None
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
     relationships: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: int = 0
@@ -154,13 +162,30 @@ def _is_hidden(obj: dict[str, Any]) -> bool:
 
 
 def _bundle_domain(objects: list[Any]) -> str:
-    # The matrix names the domain (its external id is e.g. "enterprise-attack").
+    # The matrix names the domain (its external id is e.g. "ics-attack"); without one, the domain most
+    # objects list alone in x_mitre_domains (a bundle carries its own domain's objects).
     for obj in objects:
         if isinstance(obj, dict) and obj.get("type") == "x-mitre-matrix":
             external_id, _ = _mitre_reference(obj)
             if external_id:
                 return external_id.lower()[:32]
-    return DEFAULT_DOMAIN
+    single = Counter(
+        domains[0]
+        for obj in objects
+        if isinstance(obj, dict) and len(domains := _strings(obj.get("x_mitre_domains"))) == 1
+    )
+    return single.most_common(1)[0][0][:32] if single else DEFAULT_DOMAIN
+
+
+def _bundle_version(objects: list[Any]) -> str | None:
+    # STIX 2.1 bundles from attack-stix-data carry an x-mitre-collection whose x_mitre_version is the
+    # ATT&CK release ("18.1"); bundles assembled from mitre/cti have none.
+    for obj in objects:
+        if isinstance(obj, dict) and obj.get("type") == "x-mitre-collection":
+            version = obj.get("x_mitre_version")
+            if isinstance(version, str) and 0 < len(version.strip()) <= MAX_VERSION:
+                return version.strip()
+    return None
 
 
 def _object_row(obj: dict[str, Any], kind: str, domain: str) -> dict[str, Any] | None:
@@ -184,7 +209,6 @@ def _object_row(obj: dict[str, Any], kind: str, domain: str) -> dict[str, Any] |
         if kind == "technique"
         else []
     )
-    domains = _strings(obj.get("x_mitre_domains"))
     aliases = _strings(obj.get("aliases") if kind == "group" else obj.get("x_mitre_aliases"))
     return {
         "stix_id": obj["id"],
@@ -200,11 +224,11 @@ def _object_row(obj: dict[str, Any], kind: str, domain: str) -> dict[str, Any] |
         "url": url,
         "hidden": _is_hidden(obj),
         "modified": _timestamp(obj.get("modified")),
-        "domain": domain if not domains or domain in domains else domains[0][:32],
+        "domain": domain,
     }
 
 
-def _relationship_row(obj: dict[str, Any]) -> dict[str, Any] | None:
+def _relationship_row(obj: dict[str, Any], domain: str) -> dict[str, Any] | None:
     kind = obj.get("relationship_type")
     source, target = obj.get("source_ref"), obj.get("target_ref")
     if kind not in KEPT_RELATIONSHIPS or not isinstance(source, str) or not isinstance(target, str):
@@ -220,6 +244,7 @@ def _relationship_row(obj: dict[str, Any]) -> dict[str, Any] | None:
         "source_ref": source,
         "target_ref": target,
         "hidden": _is_hidden(obj),
+        "domain": domain,
     }
 
 
@@ -234,7 +259,10 @@ def parse_bundle(data: bytes) -> ParsedBundle:
     objects = bundle.get("objects")
     if not isinstance(objects, list):
         raise BundleError('the bundle has no "objects" list')
-    parsed = ParsedBundle(domain=_bundle_domain(objects))
+    domain = _bundle_domain(objects)
+    if domain not in DOMAINS:
+        raise BundleError(f"the bundle's domain {domain!r} is not one of {', '.join(DOMAINS)}")
+    parsed = ParsedBundle(domain=domain, attack_version=_bundle_version(objects))
     # A bundle may carry several versions of one object: keep the latest `modified` (ON CONFLICT
     # cannot touch one row twice in a statement).
     versions: dict[str, str] = {}
@@ -247,7 +275,7 @@ def parse_bundle(data: bytes) -> ParsedBundle:
             parsed.skipped += 1
             continue
         if stix_type == "relationship":
-            row = _relationship_row(obj)
+            row = _relationship_row(obj, parsed.domain)
             target = parsed.relationships
         elif isinstance(stix_type, str) and stix_type in KIND_OF_TYPE:
             row = _object_row(obj, KIND_OF_TYPE[stix_type], parsed.domain)

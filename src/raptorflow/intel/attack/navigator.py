@@ -6,6 +6,12 @@ Its colour is the gradient's colour at that score, written out explicitly becaus
 lets an explicit colour win over the gradient and some viewers only read `color`. A parent technique
 that is not listed itself but has listed sub-techniques is added greyed-in (score 0, the "implied"
 colour) with `showSubtechniques`, so the Navigator opens it to show them.
+
+Domains: a layer opens one matrix (Enterprise, Mobile or ICS), so it holds only that domain's
+techniques. Each listed id goes to the domains whose catalog shows it; ids the catalog does not know
+(or any id while no catalog is loaded) count as Enterprise, as they did before other domains were
+loaded. Unless asked for a domain, a layer opens the domain holding most of the listed techniques
+(ties: Navigator order, Enterprise first) and names the others in its `metadata`.
 """
 
 from __future__ import annotations
@@ -14,8 +20,10 @@ import re
 from collections import Counter
 from typing import Any
 
+from raptorflow.intel.attack.schemas import domain_rank
 from raptorflow.intel.common import TECHNIQUE_ID
 
+# The ATT&CK release named when the loaded bundle declared none (bundles assembled from mitre/cti).
 ATTACK_VERSION = "18"
 NAVIGATOR_VERSION = "5.1.0"
 LAYER_VERSION = "4.5"
@@ -47,7 +55,8 @@ def gradient_color(score: float, max_score: float, low: str = GRADIENT_LOW, high
     return "#" + "".join(f"{channel:02x}" for channel in mixed)
 
 
-def _normalized(technique_ids: list[str]) -> list[str]:
+def normalized(technique_ids: list[str]) -> list[str]:
+    """Technique ids trimmed and upper-cased; ValueError on one that is not T1234 or T1234.001."""
     out = []
     for raw in technique_ids:
         tid = raw.strip().upper()
@@ -62,9 +71,43 @@ def _sort_key(tid: str) -> tuple[str, str]:
     return parent, sub
 
 
-def layer(name: str, description: str, technique_ids: list[str]) -> dict[str, Any]:
-    """A Navigator 4.5 layer scoring each technique by how often it is listed (see the module docstring)."""
-    counts = Counter(_normalized(technique_ids))
+def split_by_domain(technique_ids: list[str], known: dict[str, set[str]]) -> dict[str, list[str]]:
+    """The listed ids (repeats kept, for scoring) per domain; `known` maps an id to its catalog domains."""
+    out: dict[str, list[str]] = {}
+    for tid in normalized(technique_ids):
+        for domain in sorted(known.get(tid) or {DOMAIN}):
+            out.setdefault(domain, []).append(tid)
+    return out
+
+
+def main_domain(by_domain: dict[str, list[str]]) -> str:
+    """The domain holding most distinct listed techniques; ties go in Navigator order, Enterprise first."""
+    if not by_domain:
+        return DOMAIN
+
+    return min(by_domain, key=lambda domain: (-len(set(by_domain[domain])), domain_rank(domain)))
+
+
+def release_major(version: str | None) -> str:
+    """The Navigator's `versions.attack` for a release ("18.1" → "18"); the default when unknown."""
+    major = (version or "").split(".", 1)[0].strip()
+    return major if major.isdigit() else ATTACK_VERSION
+
+
+def layer(
+    name: str,
+    description: str,
+    technique_ids: list[str],
+    *,
+    domain: str = DOMAIN,
+    attack_version: str = ATTACK_VERSION,
+    elsewhere: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """A Navigator 4.5 layer scoring each technique by how often it is listed (see the module docstring).
+
+    `elsewhere` counts the techniques left out because they belong to other domains (named in metadata).
+    """
+    counts = Counter(normalized(technique_ids))
     top = max(counts.values(), default=1)
     subs_of: dict[str, list[str]] = {}
     for tid in counts:
@@ -98,10 +141,10 @@ def layer(name: str, description: str, technique_ids: list[str]) -> dict[str, An
     legend = [{"label": LISTED_LABEL, "color": GRADIENT_HIGH}]
     if any(tid not in counts for tid in subs_of):
         legend.append({"label": IMPLIED_LABEL, "color": IMPLIED_COLOR})
-    return {
+    doc: dict[str, Any] = {
         "name": name,
-        "versions": {"attack": ATTACK_VERSION, "navigator": NAVIGATOR_VERSION, "layer": LAYER_VERSION},
-        "domain": DOMAIN,
+        "versions": {"attack": attack_version, "navigator": NAVIGATOR_VERSION, "layer": LAYER_VERSION},
+        "domain": domain,
         "description": description,
         "sorting": 3,
         "layout": {"layout": "side", "showID": True, "showName": True, "expandedSubtechniques": "annotated"},
@@ -112,3 +155,9 @@ def layer(name: str, description: str, technique_ids: list[str]) -> dict[str, An
         "legendItems": legend,
         "selectSubtechniquesWithParent": False,
     }
+    if elsewhere:
+        doc["metadata"] = [
+            {"name": other, "value": f"{count} more technique(s): ask for this layer with ?domain={other}"}
+            for other, count in sorted(elsewhere.items(), key=lambda item: domain_rank(item[0]))
+        ]
+    return doc

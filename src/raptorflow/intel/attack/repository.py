@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any, Literal
 from typing import cast as cast_type
 
 import orjson
-from sqlalchemy import ColumnElement, Table, Text, and_, cast, false, func, or_, select, update
+from sqlalchemy import ColumnElement, Table, Text, and_, cast, exists, false, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from raptorflow.kit.db import dialect_name
-from raptorflow.models import AttackObject, AttackRelationship
+from raptorflow.models import AttackDomain, AttackObject, AttackRelationship
 
 BATCH = 1000
 OBJECTS = cast_type(Table, AttackObject.__table__)
@@ -57,9 +58,10 @@ class AttackRepository:
     async def _upsert(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
         insert = pg_insert if dialect_name(self.session) == "postgresql" else sqlite_insert
         stmt = insert(table)
+        key = [table.c.stix_id, table.c.domain]
         upsert = stmt.on_conflict_do_update(
-            index_elements=[table.c.stix_id],
-            set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name != "stix_id"},
+            index_elements=key,
+            set_={c.name: stmt.excluded[c.name] for c in table.columns if c not in key},
         )
         # With RETURNING, SQLAlchemy's "insertmanyvalues" sends each list of parameter sets as multi-row
         # VALUES statements (1,000 rows each) from one compiled statement; compiling a fresh
@@ -87,23 +89,38 @@ class AttackRepository:
         return set(rows.all())
 
     async def visible_relationship_ids(self, domain: str) -> set[str]:
-        """STIX ids of shown relationships whose source object belongs to the domain."""
+        """STIX ids of the domain's relationships that are currently shown."""
         rows = await self.session.scalars(
-            select(AttackRelationship.stix_id)
-            .join(AttackObject, AttackObject.stix_id == AttackRelationship.source_ref)
-            .where(AttackObject.domain == domain, AttackRelationship.hidden == false())
+            select(AttackRelationship.stix_id).where(
+                AttackRelationship.domain == domain, AttackRelationship.hidden == false()
+            )
         )
         return set(rows.all())
 
     async def hide(
-        self, model: type[AttackObject] | type[AttackRelationship], stix_ids: Sequence[str]
+        self, model: type[AttackObject] | type[AttackRelationship], domain: str, stix_ids: Sequence[str]
     ) -> None:
-        """Mark rows hidden (they left the bundle), 1,000 ids per statement."""
+        """Mark a domain's rows hidden (they left its bundle), 1,000 ids per statement."""
         for batch in _batches(sorted(stix_ids)):
             await self.session.execute(
-                update(model).where(model.stix_id.in_(batch)).values(hidden=True),
+                update(model).where(model.domain == domain, model.stix_id.in_(batch)).values(hidden=True),
                 execution_options={"synchronize_session": False},
             )
+
+    async def record_domain(self, domain: str, attack_version: str | None, synced_at: datetime) -> None:
+        """Remember that a domain was loaded, and the ATT&CK release its bundle declared."""
+        found = await self.session.get(AttackDomain, domain)
+        if found is None:
+            self.session.add(AttackDomain(domain=domain, attack_version=attack_version, synced_at=synced_at))
+        else:
+            found.attack_version, found.synced_at = attack_version, synced_at
+        await self.session.flush()
+
+    async def attack_version(self, domain: str) -> str | None:
+        """The ATT&CK release of the domain's last loaded bundle, when it declared one."""
+        return await self.session.scalar(
+            select(AttackDomain.attack_version).where(AttackDomain.domain == domain)
+        )
 
     async def count_visible(self) -> dict[str, int]:
         """Shown objects per kind, and shown relationships under "relationship"."""
@@ -125,40 +142,76 @@ class AttackRepository:
 
     # --- browsing ------------------------------------------------------------------------------
 
-    async def tactics(self) -> Sequence[AttackObject]:
-        """Every shown tactic."""
+    async def tactics(self, domain: str | None = None) -> Sequence[AttackObject]:
+        """Every shown tactic (of one domain when given)."""
+        stmt = select(AttackObject).where(AttackObject.kind == "tactic", AttackObject.hidden == false())
+        if domain is not None:
+            stmt = stmt.where(AttackObject.domain == domain)
         rows = await self.session.scalars(
-            select(AttackObject)
-            .where(AttackObject.kind == "tactic", AttackObject.hidden == false())
-            .order_by(AttackObject.external_id, AttackObject.stix_id)
+            stmt.order_by(AttackObject.domain, AttackObject.external_id, AttackObject.stix_id)
         )
         return rows.all()
 
-    async def tactics_by_shortname(self, shortnames: Sequence[str]) -> Sequence[AttackObject]:
-        """Shown tactics with these shortnames."""
+    async def tactics_by_shortname(self, shortnames: Sequence[str], domain: str) -> Sequence[AttackObject]:
+        """Shown tactics of a domain with these shortnames (domains reuse shortnames: collection...)."""
         if not shortnames:
             return []
         rows = await self.session.scalars(
             select(AttackObject).where(
                 AttackObject.kind == "tactic",
                 AttackObject.hidden == false(),
+                AttackObject.domain == domain,
                 AttackObject.shortname.in_(list(shortnames)),
             )
         )
         return rows.all()
 
-    async def by_external_id(self, kind: str, external_id: str) -> AttackObject | None:
-        """The shown object of a kind with this external id (T1059.001, G0007, S0002, TA0002, M1036)."""
-        return await self.session.scalar(
-            select(AttackObject)
-            .where(
-                AttackObject.kind == kind,
-                AttackObject.external_id == external_id,
-                AttackObject.hidden == false(),
-            )
-            .order_by(AttackObject.modified.desc())
-            .limit(1)
+    async def by_external_id(
+        self, kind: str, external_id: str, domain: str | None = None
+    ) -> AttackObject | None:
+        """The shown object of a kind with this external id (T1059.001, G0007, S0002, TA0002, M1036).
+
+        Without a domain, the copy of the first domain by name (Enterprise before ICS and Mobile).
+        """
+        stmt = select(AttackObject).where(
+            AttackObject.kind == kind,
+            AttackObject.external_id == external_id,
+            AttackObject.hidden == false(),
         )
+        if domain is not None:
+            stmt = stmt.where(AttackObject.domain == domain)
+        return await self.session.scalar(
+            stmt.order_by(AttackObject.domain, AttackObject.modified.desc()).limit(1)
+        )
+
+    async def domains_of(self, stix_ids: Sequence[str]) -> dict[str, list[str]]:
+        """The domains in which each of these objects is shown, by STIX id."""
+        out: dict[str, list[str]] = {}
+        for batch in _batches(sorted(set(stix_ids))):
+            rows = await self.session.execute(
+                select(AttackObject.stix_id, AttackObject.domain)
+                .where(AttackObject.stix_id.in_(batch), AttackObject.hidden == false())
+                .order_by(AttackObject.stix_id, AttackObject.domain)
+            )
+            for stix_id, domain in rows.all():
+                out.setdefault(stix_id, []).append(domain)
+        return out
+
+    async def technique_domains(self, external_ids: Sequence[str]) -> dict[str, set[str]]:
+        """The domains in which each of these technique ids names a shown technique."""
+        out: dict[str, set[str]] = {}
+        for batch in _batches(sorted(set(external_ids))):
+            rows = await self.session.execute(
+                select(AttackObject.external_id, AttackObject.domain).where(
+                    AttackObject.kind == "technique",
+                    AttackObject.hidden == false(),
+                    AttackObject.external_id.in_(batch),
+                )
+            )
+            for external_id, domain in rows.all():
+                if external_id is not None:
+                    out.setdefault(external_id, set()).add(domain)
+        return out
 
     async def page(
         self,
@@ -171,9 +224,24 @@ class AttackRepository:
         platform: str | None = None,
         include_subtechniques: bool = True,
         search_aliases: bool = False,
+        domain: str | None = None,
     ) -> Sequence[AttackObject]:
-        """Shown objects of a kind by external id, filtered, after a (external_id, stix_id) keyset."""
+        """Shown objects of a kind by external id, filtered, after a (external_id, stix_id) keyset.
+
+        Without a domain, an object shown in several domains is listed once (its first domain's copy).
+        """
         stmt = select(AttackObject).where(AttackObject.kind == kind, AttackObject.hidden == false())
+        if domain is not None:
+            stmt = stmt.where(AttackObject.domain == domain)
+        else:
+            other = aliased(AttackObject)
+            stmt = stmt.where(
+                ~exists().where(
+                    other.stix_id == AttackObject.stix_id,
+                    other.hidden == false(),
+                    other.domain < AttackObject.domain,
+                )
+            )
         if q:
             matches = [contains_ci(AttackObject.name, q), contains_ci(AttackObject.external_id, q)]
             if search_aliases:
@@ -199,12 +267,13 @@ class AttackRepository:
         )
         return rows.all()
 
-    async def subtechniques(self, parent_external_id: str) -> Sequence[AttackObject]:
-        """Shown sub-techniques of a technique."""
+    async def subtechniques(self, parent_external_id: str, domain: str) -> Sequence[AttackObject]:
+        """Shown sub-techniques of a domain's technique."""
         rows = await self.session.scalars(
             select(AttackObject)
             .where(
                 AttackObject.kind == "technique",
+                AttackObject.domain == domain,
                 AttackObject.parent_external_id == parent_external_id,
                 AttackObject.hidden == false(),
             )
@@ -219,29 +288,32 @@ class AttackRepository:
         *,
         direction: Literal["in", "out"],
         kinds: Sequence[str],
+        domain: str | None = None,
     ) -> list[AttackObject]:
         """Shown objects of `kinds` linked to `stix_id` by shown relationships, by external id.
 
         direction "out": stix_id is the source (what a group uses); "in": it is the target (who uses it).
+        Each relationship links objects of its own domain; without `domain`, every domain's count.
         """
         rel = AttackRelationship
         if direction == "out":
             joined, anchor = AttackObject.stix_id == rel.target_ref, rel.source_ref == stix_id
         else:
             joined, anchor = AttackObject.stix_id == rel.source_ref, rel.target_ref == stix_id
+        stmt = select(AttackObject).join(rel, and_(joined, AttackObject.domain == rel.domain))
+        if domain is not None:
+            stmt = stmt.where(rel.domain == domain)
         rows = await self.session.scalars(
-            select(AttackObject)
-            .join(rel, joined)
-            .where(
+            stmt.where(
                 anchor,
                 rel.relationship_type == relationship_type,
                 rel.hidden == false(),
                 AttackObject.hidden == false(),
                 AttackObject.kind.in_(list(kinds)),
-            )
-            .order_by(AttackObject.external_id, AttackObject.stix_id)
+            ).order_by(AttackObject.external_id, AttackObject.stix_id, AttackObject.domain)
         )
-        # Two relationships may link the same pair (e.g. re-published with a new id): one row each.
+        # Two relationships may link the same pair (re-published with a new id, or in two domains'
+        # bundles): one row each.
         out: list[AttackObject] = []
         seen: set[str] = set()
         for row in rows.all():

@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, Field
+
+DomainName = Literal["enterprise-attack", "mobile-attack", "ics-attack"]
+# The domains ATT&CK publishes, in the order the Navigator lists them.
+DOMAINS: tuple[str, ...] = get_args(DomainName)
+
+
+def domain_rank(domain: str) -> int:
+    """A domain's place in Navigator order (Enterprise, Mobile, ICS); unknown names last."""
+    return DOMAINS.index(domain) if domain in DOMAINS else len(DOMAINS)
+
+
+DOMAIN_DESCRIPTION = "ATT&CK domain (matrix): enterprise-attack, mobile-attack or ics-attack."
 
 
 class AttackRef(BaseModel):
@@ -13,6 +25,7 @@ class AttackRef(BaseModel):
 
     id: str = Field(description="ATT&CK id: TA0002, T1059.001, G0007, S0002, M1036.")
     name: str
+    domain: str = Field(description=DOMAIN_DESCRIPTION)
     url: str | None
 
 
@@ -40,6 +53,7 @@ class TechniqueSummary(BaseModel):
     platforms: list[str]
     is_subtechnique: bool
     parent_id: str | None
+    domain: str = Field(description=DOMAIN_DESCRIPTION)
     url: str | None
     modified: datetime | None
 
@@ -48,7 +62,6 @@ class TechniqueOut(TechniqueSummary):
     """A technique with its description and everything linked to it."""
 
     description: str
-    domain: str
     parent: AttackRef | None
     subtechniques: list[AttackRef]
     tactic_refs: list[TacticRef]
@@ -64,6 +77,7 @@ class GroupSummary(BaseModel):
     stix_id: str
     name: str
     aliases: list[str]
+    domains: list[str] = Field(description="The ATT&CK domains that publish it.")
     url: str | None
     modified: datetime | None
 
@@ -72,7 +86,9 @@ class GroupOut(GroupSummary):
     """A group with its description, techniques and software."""
 
     description: str
-    domain: str
+    domain: str = Field(
+        description="The domain whose copy is shown (the first of `domains`, or the asked one)."
+    )
     techniques: list[AttackRef]
     software: list[AttackRef]
 
@@ -86,6 +102,7 @@ class SoftwareSummary(BaseModel):
     software_type: Literal["malware", "tool"]
     aliases: list[str]
     platforms: list[str]
+    domains: list[str] = Field(description="The ATT&CK domains that publish it.")
     url: str | None
     modified: datetime | None
 
@@ -94,6 +111,8 @@ class SoftwareOut(SoftwareSummary):
     """Software with its description, the techniques it uses and the groups that use it."""
 
     description: str
-    domain: str
+    domain: str = Field(
+        description="The domain whose copy is shown (the first of `domains`, or the asked one)."
+    )
     techniques: list[AttackRef]
     groups: list[AttackRef]

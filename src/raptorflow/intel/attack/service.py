@@ -6,16 +6,21 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from raptorflow.intel.attack import navigator
 from raptorflow.intel.attack.loader import ParsedBundle
 from raptorflow.intel.attack.repository import AttackRepository
+from raptorflow.intel.attack.schemas import domain_rank
+from raptorflow.kit.db import utcnow
 from raptorflow.kit.errors import NotFound
 from raptorflow.models import AttackObject, AttackRelationship
 
 # The Enterprise matrix's column order (its x-mitre-matrix `tactic_refs`, v18.1). The catalog keeps no
-# position column, so tactics of other matrices (mobile, ICS) follow these, by external id.
+# position column, so tactics of other matrices (mobile, ICS) sort by these where they share a
+# shortname, the others after them by external id.
 KILL_CHAIN_ORDER = (
     "reconnaissance",
     "resource-development",
@@ -42,6 +47,7 @@ class SyncSummary:
     """What one load did: shown objects per kind in the bundle, and what got hidden."""
 
     domain: str
+    attack_version: str | None
     shown: dict[str, int]
     subtechniques: int
     relationships: int
@@ -58,8 +64,9 @@ class SyncSummary:
             if kind == "technique":
                 part += f" ({self.subtechniques} sub-techniques)"
             parts.append(part)
+        release = f" (ATT&CK {self.attack_version})" if self.attack_version else ""
         return (
-            f"attack sync {self.domain}: {', '.join(parts)}, "
+            f"attack sync {self.domain}{release}: {', '.join(parts)}, "
             f"{self.relationships} relationships; hidden: {self.hidden_in_bundle} revoked or deprecated, "
             f"{self.withdrawn} objects and {self.withdrawn_relationships} relationships no longer in the "
             f"bundle; {self.skipped} objects skipped"
@@ -102,10 +109,10 @@ def normalize_id(raw: str) -> str:
     return raw.strip().upper()
 
 
-def tactic_sort_key(tactic: AttackObject) -> tuple[int, str, str]:
-    """Kill-chain position first, then external id."""
+def tactic_sort_key(tactic: AttackObject) -> tuple[int, int, str, str]:
+    """Domain (Navigator order), kill-chain position, then external id."""
     position = _POSITION.get(tactic.shortname or "", len(_POSITION))
-    return position, tactic.external_id or "", tactic.stix_id
+    return domain_rank(tactic.domain), position, tactic.external_id or "", tactic.stix_id
 
 
 async def sync_bundle(session: AsyncSession, bundle: ParsedBundle) -> SyncSummary:
@@ -117,11 +124,13 @@ async def sync_bundle(session: AsyncSession, bundle: ParsedBundle) -> SyncSummar
     await repo.upsert_relationships(list(bundle.relationships.values()))
     gone_objects = visible_objects - bundle.objects.keys()
     gone_relationships = visible_relationships - bundle.relationships.keys()
-    await repo.hide(AttackObject, sorted(gone_objects))
-    await repo.hide(AttackRelationship, sorted(gone_relationships))
+    await repo.hide(AttackObject, bundle.domain, sorted(gone_objects))
+    await repo.hide(AttackRelationship, bundle.domain, sorted(gone_relationships))
+    await repo.record_domain(bundle.domain, bundle.attack_version, utcnow())
     shown = [row for row in bundle.objects.values() if not row["hidden"]]
     return SyncSummary(
         domain=bundle.domain,
+        attack_version=bundle.attack_version,
         shown=dict(Counter(row["kind"] for row in shown)),
         subtechniques=sum(1 for row in shown if row["parent_external_id"]),
         relationships=sum(1 for row in bundle.relationships.values() if not row["hidden"]),
@@ -132,15 +141,16 @@ async def sync_bundle(session: AsyncSession, bundle: ParsedBundle) -> SyncSummar
     )
 
 
-async def tactics(session: AsyncSession) -> list[AttackObject]:
-    """Shown tactics in kill-chain order."""
-    return sorted(await AttackRepository(session).tactics(), key=tactic_sort_key)
+async def tactics(session: AsyncSession, domain: str | None = None) -> list[AttackObject]:
+    """Shown tactics (of one domain when given), by domain then in kill-chain order."""
+    return sorted(await AttackRepository(session).tactics(domain), key=tactic_sort_key)
 
 
-async def _get(session: AsyncSession, kind: str, raw_id: str) -> AttackObject:
-    found = await AttackRepository(session).by_external_id(kind, normalize_id(raw_id))
+async def _get(session: AsyncSession, kind: str, raw_id: str, domain: str | None = None) -> AttackObject:
+    found = await AttackRepository(session).by_external_id(kind, normalize_id(raw_id), domain)
     if found is None:
-        raise NotFound(f"No ATT&CK {kind} {raw_id.strip()[:32]!r}.")
+        where = f" in {domain}" if domain else ""
+        raise NotFound(f"No ATT&CK {kind} {raw_id.strip()[:32]!r}{where}.")
     return found
 
 
@@ -153,15 +163,20 @@ async def technique_page(
     tactic: str | None,
     platform: str | None,
     include_subtechniques: bool,
+    domain: str | None = None,
 ) -> Sequence[AttackObject]:
-    """Shown techniques by external id; `tactic` is a shortname (execution) or a tactic id (TA0002)."""
+    """Shown techniques by external id; `tactic` is a shortname (execution) or a tactic id (TA0002).
+
+    Domains reuse tactic shortnames (ICS has its own "collection"): a tactic id also narrows the list to
+    its domain, a shortname matches in every domain unless `domain` is given.
+    """
     repo = AttackRepository(session)
     shortname = tactic.strip().lower() if tactic else None
     if tactic and TACTIC_ID.match(normalize_id(tactic)):
-        found = await repo.by_external_id("tactic", normalize_id(tactic))
+        found = await repo.by_external_id("tactic", normalize_id(tactic), domain)
         if found is None or not found.shortname:
             return []
-        shortname = found.shortname
+        shortname, domain = found.shortname, found.domain
     return await repo.page(
         "technique",
         after=after,
@@ -170,42 +185,61 @@ async def technique_page(
         tactic=shortname,
         platform=platform.strip() if platform else None,
         include_subtechniques=include_subtechniques,
+        domain=domain,
     )
 
 
-async def technique_detail(session: AsyncSession, technique_id: str) -> TechniqueDetail:
-    """A shown technique with its parent, sub-techniques, tactics, users and mitigations."""
+async def technique_detail(
+    session: AsyncSession, technique_id: str, domain: str | None = None
+) -> TechniqueDetail:
+    """A shown technique with its parent, sub-techniques, tactics, users and mitigations, in its domain."""
     repo = AttackRepository(session)
-    technique = await _get(session, "technique", technique_id)
+    technique = await _get(session, "technique", technique_id, domain)
+    domain = technique.domain
     parent = (
-        await repo.by_external_id("technique", technique.parent_external_id)
+        await repo.by_external_id("technique", technique.parent_external_id, domain)
         if technique.parent_external_id
         else None
     )
     subtechniques = (
-        await repo.subtechniques(technique.external_id)
+        await repo.subtechniques(technique.external_id, domain)
         if technique.external_id and not technique.parent_external_id
         else []
     )
-    by_shortname = {t.shortname: t for t in await repo.tactics_by_shortname(technique.tactics)}
+    by_shortname = {t.shortname: t for t in await repo.tactics_by_shortname(technique.tactics, domain)}
     return TechniqueDetail(
         technique=technique,
         parent=parent,
         subtechniques=subtechniques,
         tactics=[by_shortname[s] for s in technique.tactics if s in by_shortname],
-        groups=await repo.related(technique.stix_id, "uses", direction="in", kinds=["group"]),
-        software=await repo.related(technique.stix_id, "uses", direction="in", kinds=["software"]),
-        mitigations=await repo.related(technique.stix_id, "mitigates", direction="in", kinds=["mitigation"]),
+        groups=await repo.related(technique.stix_id, "uses", direction="in", kinds=["group"], domain=domain),
+        software=await repo.related(
+            technique.stix_id, "uses", direction="in", kinds=["software"], domain=domain
+        ),
+        mitigations=await repo.related(
+            technique.stix_id, "mitigates", direction="in", kinds=["mitigation"], domain=domain
+        ),
     )
 
 
 async def object_page(
-    session: AsyncSession, kind: str, *, after: tuple[str, str] | None, limit: int, q: str | None
+    session: AsyncSession,
+    kind: str,
+    *,
+    after: tuple[str, str] | None,
+    limit: int,
+    q: str | None,
+    domain: str | None = None,
 ) -> Sequence[AttackObject]:
     """Shown groups or software by external id; `q` matches name, id or an alias."""
     return await AttackRepository(session).page(
-        kind, after=after, limit=limit, q=q.strip() if q else None, search_aliases=True
+        kind, after=after, limit=limit, q=q.strip() if q else None, search_aliases=True, domain=domain
     )
+
+
+async def domains_of(session: AsyncSession, objects: Sequence[AttackObject]) -> dict[str, list[str]]:
+    """The domains in which each object (by STIX id) is shown."""
+    return await AttackRepository(session).domains_of([o.stix_id for o in objects])
 
 
 async def group_detail(session: AsyncSession, group_id: str) -> GroupDetail:
@@ -242,3 +276,21 @@ async def group_techniques(session: AsyncSession, group_id: str) -> tuple[Attack
 async def visible_counts(session: AsyncSession) -> dict[str, int]:
     """Shown objects per kind and shown relationships (for operators and tests)."""
     return await AttackRepository(session).count_visible()
+
+
+async def navigator_layer(
+    session: AsyncSession, name: str, description: str, technique_ids: list[str], domain: str | None
+) -> dict[str, Any]:
+    """A Navigator layer of the listed techniques in one domain (by default the one holding most)."""
+    known = await AttackRepository(session).technique_domains(navigator.normalized(technique_ids))
+    by_domain = navigator.split_by_domain(technique_ids, known)
+    chosen = domain or navigator.main_domain(by_domain)
+    version = await AttackRepository(session).attack_version(chosen)
+    return navigator.layer(
+        name,
+        description,
+        by_domain.get(chosen, []),
+        domain=chosen,
+        attack_version=navigator.release_major(version),
+        elsewhere={d: len(set(ids)) for d, ids in by_domain.items() if d != chosen},
+    )

@@ -13,7 +13,7 @@ from raptorflow.auth.permissions import Permission
 from raptorflow.auth.principal import OrgContext
 from raptorflow.intel.campaigns.schemas import CampaignCreate, CampaignOut, CampaignUpdate
 from raptorflow.intel.campaigns.service import CampaignService
-from raptorflow.intel.context_base import CommonFilters, SortParam
+from raptorflow.intel.context_base import CommonFilters, LayerDomainParam, SortParam
 from raptorflow.kit.deps import SessionDep
 from raptorflow.kit.pagination import CursorParam, LimitParam
 
@@ -88,6 +88,8 @@ async def unarchive_campaign(campaign_id: uuid.UUID, ctx: Write, session: Sessio
 
 
 @router.get(ONE + "/attack-layer", responses=NOT_FOUND, summary="ATT&CK Navigator layer of a campaign")
-async def campaign_attack_layer(campaign_id: uuid.UUID, ctx: Read, session: SessionDep) -> dict[str, Any]:
+async def campaign_attack_layer(
+    campaign_id: uuid.UUID, ctx: Read, session: SessionDep, domain: LayerDomainParam = None
+) -> dict[str, Any]:
     """The campaign's techniques as a Navigator 4.5 layer."""
-    return await CampaignService(session, ctx).attack_layer(campaign_id)
+    return await CampaignService(session, ctx).attack_layer(campaign_id, domain)

@@ -12,7 +12,7 @@ from raptorflow.accounts.schemas import Page
 from raptorflow.auth.deps import require
 from raptorflow.auth.permissions import Permission
 from raptorflow.auth.principal import OrgContext
-from raptorflow.intel.context_base import CommonFilters, ContextOut, SortParam
+from raptorflow.intel.context_base import CommonFilters, ContextOut, LayerDomainParam, SortParam
 from raptorflow.intel.reports.schemas import ObjectRefOut, ReportCreate, ReportOut, ReportUpdate
 from raptorflow.intel.reports.service import ReportService
 from raptorflow.kit.deps import SessionDep
@@ -124,6 +124,8 @@ async def unarchive_report(report_id: uuid.UUID, ctx: Write, session: SessionDep
 
 
 @router.get(ONE + "/attack-layer", responses=NOT_FOUND, summary="ATT&CK Navigator layer of a report")
-async def report_attack_layer(report_id: uuid.UUID, ctx: Read, session: SessionDep) -> dict[str, Any]:
+async def report_attack_layer(
+    report_id: uuid.UUID, ctx: Read, session: SessionDep, domain: LayerDomainParam = None
+) -> dict[str, Any]:
     """The report's techniques as a Navigator 4.5 layer."""
-    return await ReportService(session, ctx).attack_layer(report_id)
+    return await ReportService(session, ctx).attack_layer(report_id, domain)
