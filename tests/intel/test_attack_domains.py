@@ -12,7 +12,8 @@ import orjson
 import pytest
 
 from raptorflow.intel.attack import loader
-from tests.conftest import ATTACK_SAMPLE
+from tests.conftest import ATTACK_SAMPLE, create_org, sign_up
+from tests.console.test_console import console_login, csrf_of
 from tests.intel.test_attack import _run_cli, all_pages, external_id, row_counts, sync, viewer
 
 FIXTURES = ATTACK_SAMPLE.parent
@@ -265,3 +266,28 @@ async def test_cli_loads_three_domains(client: httpx.AsyncClient, app: Any) -> N
     assert actor.status_code == 201, actor.text
     doc = await layer_of(client, f"/api/v1/threat-actors/{actor.json()['id']}", headers)
     assert doc["domain"] == "mobile-attack" and technique_ids(doc) == ["T1430", "T1660"]
+
+
+async def test_console_matrix_shows_the_domain_of_the_objects_techniques(
+    client: httpx.AsyncClient, app: Any
+) -> None:
+    """An actor with ICS techniques gets the ICS matrix (ICS tactics, its techniques marked), and an actor
+    with Enterprise techniques the Enterprise one: ICS reuses tactic shortnames, so one matrix would mix."""
+    await sync_both(app)
+    owner = await sign_up(client, "matrix-domains@example.com")
+    org = await create_org(owner, "matrix-domains")
+    await console_login(client, "matrix-domains@example.com")
+    token = csrf_of((await client.get(f"/o/{org}/")).text)
+    pages = {}
+    for name, techniques in (("ICS actor", ", ".join(SANDWORM_ICS)), ("IT actor", "T1059.001")):
+        made = await client.post(
+            f"/o/{org}/actors",
+            data={"name": name, "attack_techniques": techniques, "tlp": "amber", "csrf_token": token},
+        )
+        assert made.status_code == 303, made.text
+        matrix = await client.get(made.headers["location"] + "/attack")
+        assert matrix.status_code == 200
+        pages[name] = matrix.text
+    assert "Inhibit Response Function" in pages["ICS actor"] and "Reconnaissance" not in pages["ICS actor"]
+    assert all(t in pages["ICS actor"] for t in SANDWORM_ICS)
+    assert "Reconnaissance" in pages["IT actor"] and "Inhibit Response Function" not in pages["IT actor"]

@@ -175,11 +175,20 @@ async def _matrix(session: Any, techniques: Sequence[str]) -> dict[str, Any]:
     sub-techniques) highlighted."""
     wanted = {t.strip().upper() for t in techniques if isinstance(t, str)}
     parents = {t.split(".")[0] for t in wanted}
-    tactics = await attack.tactics(session)
+    # One matrix per ATT&CK domain (ICS reuses Enterprise's tactic shortnames): the object's main one.
+    domain = await attack.main_domain_of(session, sorted(wanted))
+    tactics = await attack.tactics(session, domain)
     if not tactics:
         return {"loaded": False, "columns": [], "wanted": sorted(wanted)}
     rows = await attack.technique_page(
-        session, after=None, limit=1000, q=None, tactic=None, platform=None, include_subtechniques=False
+        session,
+        after=None,
+        limit=1000,
+        q=None,
+        tactic=None,
+        platform=None,
+        include_subtechniques=False,
+        domain=domain,
     )
     columns = []
     for tactic in tactics:
@@ -190,7 +199,7 @@ async def _matrix(session: Any, techniques: Sequence[str]) -> dict[str, Any]:
         ]
         cells.sort(key=lambda c: (not c["hit"], c["name"]))
         columns.append({"name": tactic.name, "id": tactic.external_id, "cells": cells})
-    return {"loaded": True, "columns": columns, "wanted": sorted(wanted)}
+    return {"loaded": True, "columns": columns, "wanted": sorted(wanted), "domain": domain}
 
 
 def _context_of(kind: KindPage, page: OrgPage, obj: Any | None, **extra: Any) -> dict[str, Any]:

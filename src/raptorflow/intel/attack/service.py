@@ -278,12 +278,22 @@ async def visible_counts(session: AsyncSession) -> dict[str, int]:
     return await AttackRepository(session).count_visible()
 
 
+async def techniques_by_domain(session: AsyncSession, technique_ids: list[str]) -> dict[str, list[str]]:
+    """The listed technique ids per ATT&CK domain of the catalog (unknown ids count as Enterprise)."""
+    known = await AttackRepository(session).technique_domains(navigator.normalized(technique_ids))
+    return navigator.split_by_domain(technique_ids, known)
+
+
+async def main_domain_of(session: AsyncSession, technique_ids: list[str]) -> str:
+    """The domain an object's techniques mostly belong to: its layer's and its matrix's default."""
+    return navigator.main_domain(await techniques_by_domain(session, technique_ids))
+
+
 async def navigator_layer(
     session: AsyncSession, name: str, description: str, technique_ids: list[str], domain: str | None
 ) -> dict[str, Any]:
     """A Navigator layer of the listed techniques in one domain (by default the one holding most)."""
-    known = await AttackRepository(session).technique_domains(navigator.normalized(technique_ids))
-    by_domain = navigator.split_by_domain(technique_ids, known)
+    by_domain = await techniques_by_domain(session, technique_ids)
     chosen = domain or navigator.main_domain(by_domain)
     version = await AttackRepository(session).attack_version(chosen)
     return navigator.layer(
