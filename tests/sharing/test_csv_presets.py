@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +15,7 @@ import pytest
 
 from raptorflow.sharing.imports.presets import PRESET_NAMES, PRESETS
 from tests.conftest import Actor, create_org, sign_up
+from tests.console.test_console import console_login, csrf_of
 from tests.sharing.test_imports import IMP, finished, indicators
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sharing"
@@ -200,3 +205,102 @@ async def test_import_where_every_record_is_rejected_fails_with_the_reason(
 
 def test_every_preset_name_has_a_layout() -> None:
     assert set(PRESETS) == set(PRESET_NAMES)
+
+
+async def test_console_import_form_offers_presets_and_a_column_mapping(client: httpx.AsyncClient) -> None:
+    owner = await sign_up(client, "console-csv@example.com")
+    org = await create_org(owner, "console-csv")
+    await console_login(client, "console-csv@example.com")
+    form = (await client.get(f"/o/{org}/imports")).text
+    assert '<select id="i-preset" name="preset"' in form and '<option value="threatfox"' in form
+    assert 'name="csv_value_column"' in form and 'name="csv_delimiter"' in form
+    token = csrf_of(form)
+    started = await client.post(
+        f"/o/{org}/imports",
+        data={"csrf_token": token, "preset": "threatfox"},
+        files={"file": ("recent.csv", data_rows(THREATFOX).encode(), "text/csv")},
+    )
+    assert started.status_code == 303, started.text
+    mapped = await client.post(
+        f"/o/{org}/imports",
+        data={
+            "csrf_token": token,
+            "csv_value_column": "address",
+            "csv_tags_column": "labels",
+            "csv_delimiter": ";",
+        },
+        files={"file": ("partner.csv", b"labels;address\nscanner;192.0.2.44\n", "text/csv")},
+    )
+    assert mapped.status_code == 303, mapped.text
+    for location in (started.headers["location"], mapped.headers["location"]):
+        for _ in range(100):
+            if "100%" in (await client.get(location)).text:
+                break
+            await asyncio.sleep(0.05)
+    stored = await indicators(client, owner, org)
+    assert stored["192.0.2.44"]["tags"] == ["scanner"]
+    assert "malware:cobalt strike" in stored["203.0.113.45"]["tags"]
+    refused = await client.post(
+        f"/o/{org}/imports",
+        data={"csrf_token": token, "preset": "feodo", "csv_value_column": "dst_ip"},
+        files={"file": ("ipblocklist.csv", FEODO.encode(), "text/csv")},
+    )
+    assert refused.status_code == 422
+    assert 'id="err-csv_value_column"' in refused.text and 'value="dst_ip"' in refused.text
+
+
+def _cli(args: list[str], database_url: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAPTORFLOW_")}
+    env.update(RAPTORFLOW_DATABASE_URL=database_url, RAPTORFLOW_LOG_FORMAT="json")
+    command = [sys.executable, "-m", "raptorflow", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+
+
+async def test_cli_import_with_a_preset_and_with_a_column_mapping(
+    client: httpx.AsyncClient, app: Any, tmp_path: Path
+) -> None:
+    owner = await sign_up(client, "cli-csv@example.com")
+    org = await create_org(owner, "cli-csv")
+    url = app.state.settings.database_url
+    rows = tmp_path / "feodo-rows.csv"
+    rows.write_text(data_rows(FEODO))
+    done = await asyncio.to_thread(_cli, ["import", str(rows), "--org", "cli-csv", "--preset", "feodo"], url)
+    assert done.returncode == 0, done.stderr
+    assert "succeeded: 4 processed, 3 created, 1 merged, 0 rejected" in done.stdout
+    partner = tmp_path / "partner.csv"
+    partner.write_text("labels|address\nscanner|192.0.2.45\nnot-an-ip|999.1.1.1\n")
+    done = await asyncio.to_thread(
+        _cli,
+        [
+            *("import", str(partner), "--org", "cli-csv", "--delimiter", "|"),
+            *("--column", "value=address", "--column", "tags=labels", "--column", "type=1"),
+        ],
+        url,
+    )
+    # Column 1 (the address) read as the type: every row is refused, so the command fails and says why.
+    assert done.returncode == 1 and "every record was rejected (2 of 2)" in done.stderr, done.stderr
+    bad = await asyncio.to_thread(
+        _cli, ["import", str(partner), "--org", "cli-csv", "--column", "valu=address"], url
+    )
+    assert bad.returncode == 2 and "csv.valu_column" in bad.stderr, bad.stderr
+    done = await asyncio.to_thread(
+        _cli,
+        [
+            "import",
+            str(partner),
+            "--org",
+            "cli-csv",
+            "--delimiter",
+            "|",
+            "--column",
+            "value=address",
+            "--column",
+            "tags=labels",
+        ],
+        url,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "succeeded: 2 processed, 1 created, 0 merged, 1 rejected" in done.stdout
+    stored = await indicators(client, owner, org)
+    assert stored["192.0.2.45"]["tags"] == ["scanner"]
+    assert stored["198.51.100.200"]["tags"] == ["malware:emotet", "port:8080", "port:7080"]
