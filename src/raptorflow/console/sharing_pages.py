@@ -110,7 +110,7 @@ IMPORT_FIELDS = ("project_id", "classification", "tlp", "tags", "source", "prese
 CSV_COLUMNS = (
     ("value_column", "Value"),
     ("type_column", "Type"),
-    ("tags_column", "Tags"),
+    ("tags_column", "Tag list"),
     ("description_column", "Description"),
     ("confidence_column", "Confidence"),
     ("first_seen_column", "First seen"),

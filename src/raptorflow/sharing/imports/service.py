@@ -156,8 +156,8 @@ def options_dict(options: ImportOptions) -> dict[str, Any]:
         out["type"] = options.type.strip().lower()
     if options.preset is not None and options.csv is not None:
         given = [f"{n}_column" for n in parsers.MAPPED if getattr(options.csv, f"{n}_column") is not None]
-        if given or options.csv.has_header is False:
-            what = f"csv.{given[0]}" if given else "csv.has_header"
+        if given:
+            what = f"csv.{given[0]}"
             raise InvalidInput(what, f"the {options.preset} preset names its own columns; leave out {what}")
     return out
 
