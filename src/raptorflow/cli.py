@@ -570,6 +570,22 @@ def import_command(
     tlp: Annotated[str | None, typer.Option("--tlp", help="clear, green, amber, amber+strict, red")] = None,
     confidence: Annotated[int | None, typer.Option("--confidence", min=0, max=100)] = None,
     source: Annotated[str | None, typer.Option("--source")] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            "--preset",
+            help="a published CSV layout: urlhaus, threatfox or feodo (else recognized from the header)",
+        ),
+    ] = None,
+    column: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--column",
+            help="CSV column of a field as FIELD=COLUMN (header name or 0-based index); fields: value, type, "
+            "tags, description, confidence, score, first_seen, last_seen (repeatable)",
+        ),
+    ] = None,
+    delimiter: Annotated[str | None, typer.Option("--delimiter", help="CSV delimiter (default ,)")] = None,
 ) -> None:
     """Import indicators into an org with a progress bar (set-based; COPY + merge on PostgreSQL)."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
@@ -579,10 +595,28 @@ def import_command(
 
     if fmt is not None and fmt not in import_schemas.FORMATS:
         fail(f"--format must be one of {', '.join(import_schemas.FORMATS)}")
+    csv: dict[str, object] = {}
+    for spec in column or []:
+        field, sep, name = spec.partition("=")
+        if not sep or not name.strip():
+            fail(f"--column {spec!r}: give FIELD=COLUMN, e.g. value=url")
+        csv[f"{field.strip()}_column"] = int(name) if name.strip().isdigit() else name.strip()
+    if delimiter is not None:
+        csv["delimiter"] = delimiter
     try:
-        options = import_schemas.ImportOptions(tags=tag or [], tlp=tlp, confidence=confidence, source=source)
+        options = import_schemas.ImportOptions.model_validate(
+            {
+                "tags": tag or [],
+                "tlp": tlp,
+                "confidence": confidence,
+                "source": source,
+                "preset": preset,
+                "csv": csv or None,
+            }
+        )
     except ValidationError as exc:
-        fail(f"invalid option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
+        where = ".".join(str(p) for p in exc.errors()[0]["loc"])
+        fail(f"invalid option: {where}: {exc.errors()[0]['msg']}")
     settings = settings_or_exit()
     prepare_database(settings)
 

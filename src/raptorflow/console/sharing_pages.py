@@ -32,8 +32,9 @@ from raptorflow.sharing.exports import service as exports
 from raptorflow.sharing.exports.schemas import export_filters
 from raptorflow.sharing.feeds.schemas import FeedCreate
 from raptorflow.sharing.feeds.service import FeedService, feed_out
+from raptorflow.sharing.imports.presets import PRESETS
 from raptorflow.sharing.imports.schemas import FORMATS as IMPORT_FORMATS
-from raptorflow.sharing.imports.schemas import ImportOptions
+from raptorflow.sharing.imports.schemas import CsvOptions, ImportOptions
 from raptorflow.sharing.imports.service import ImportService, view
 
 router = APIRouter(prefix="/o/{org_id}", route_class=ConsoleRoute, include_in_schema=False)
@@ -81,6 +82,8 @@ async def _imports_page(
             "items": [view(r, j) for r, j in rows],
             "next_cursor": nxt,
             "formats": IMPORT_FORMATS,
+            "presets": [(p.name, p.source) for p in PRESETS.values()],
+            "csv_columns": CSV_COLUMNS,
             "projects": projects,
             "classifications": [c.value for c in Classification],
             "tlps": [t.value for t in TLP],
@@ -103,7 +106,28 @@ async def imports(
     return await _imports_page(request, page, session, cursor)
 
 
-IMPORT_FIELDS = ("project_id", "classification", "tlp", "tags", "source")
+IMPORT_FIELDS = ("project_id", "classification", "tlp", "tags", "source", "preset")
+# The column mapping of a generic CSV (form controls `csv_<field>`), label per field.
+CSV_COLUMNS = (
+    ("value_column", "Value"),
+    ("type_column", "Type"),
+    ("tags_column", "Tag list"),
+    ("description_column", "Description"),
+    ("confidence_column", "Confidence"),
+    ("first_seen_column", "First seen"),
+    ("last_seen_column", "Last seen"),
+)
+
+
+def _import_errors(exc: RaptorFlowError) -> dict[str, str]:
+    """Form errors of an import; a column mapping's field (`csv.value_column`) goes to its own control."""
+    errors = field_errors(exc)
+    for item in exc.errors or []:
+        name = str(item.get("field", ""))
+        if name.startswith("csv."):
+            errors.pop("csv", None)
+            errors["csv_" + name.removeprefix("csv.")] = str(item.get("message", ""))
+    return errors
 
 
 @router.post("/imports")
@@ -112,6 +136,12 @@ async def upload(request: Request, page: Writer, session: SessionDep) -> Respons
     form = await request.form()
     file = form.get("file")
     data = read_form(form, ImportOptions, IMPORT_FIELDS)
+    columns = read_form(form, CsvOptions, [*(name for name, _ in CSV_COLUMNS), "delimiter"], prefix="csv_")
+    # Its controls are named csv_<field> already (FormData.nest would prefix them again).
+    if columns.values:
+        data.values["csv"] = columns.values
+    data.shown.update(columns.shown)
+    data.errors.update(columns.errors)
     fmt = form_text(form, "format") or None
     if fmt is not None and fmt not in IMPORT_FORMATS:
         data.errors["format"] = f"one of {', '.join(IMPORT_FORMATS)}"
@@ -126,7 +156,7 @@ async def upload(request: Request, page: Writer, session: SessionDep) -> Respons
             request,
             page,
             session,
-            errors=field_errors(exc),
+            errors=_import_errors(exc),
             values={**data.shown, "format": fmt or ""},
             status=exc.status,
         )

@@ -14,6 +14,9 @@ from typing import Any
 
 import orjson
 
+from raptorflow.sharing.imports import presets
+from raptorflow.sharing.imports.presets import Preset
+
 # MISP attribute type → platform type ("ip" = v4 or v6, decided by the value); composite types such as
 # `filename|md5` are split on `|` and give one indicator per known part.
 MISP_TYPES: dict[str, str | None] = {
@@ -46,6 +49,7 @@ MISP_TYPES: dict[str, str | None] = {
     "user-agent": "user-agent",
 }
 VALUE_COLUMNS = ("value", "indicator", "ioc", "observable", "url", "domain", "ip", "hash")
+MAPPED = ("value", "type", "tags", "description", "confidence", "score", "first_seen", "last_seen")
 MAX_REJECTIONS = 100
 COMMENT_PREFIXES = ("#", "//", ";")
 
@@ -71,7 +75,11 @@ class Rejection:
 
 @dataclass
 class CsvMapping:
-    """Which CSV columns hold what (names when the file has a header, else 0-based indexes)."""
+    """Which CSV columns hold what (names when the file has a header, else 0-based indexes), or a preset.
+
+    With neither columns nor a preset, a header naming a published layout's columns selects that preset
+    (`detected` says which, once the header was read).
+    """
 
     value: str | int | None = None
     type: str | int | None = None
@@ -84,7 +92,17 @@ class CsvMapping:
     delimiter: str = ","
     has_header: bool | None = None
     comment_prefix: str = "#"
+    preset: str | None = None
     columns: dict[str, int] = field(default_factory=dict)
+    detected: Preset | None = None
+
+    def named(self) -> bool:
+        """Whether some column is given by name (so the file has a header)."""
+        return any(isinstance(getattr(self, n), str) for n in MAPPED)
+
+    def mapped(self) -> bool:
+        """Whether the caller said which column holds what."""
+        return any(getattr(self, n) is not None for n in MAPPED)
 
 
 async def lines_of(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[str]]:
@@ -124,7 +142,7 @@ def _resolve(mapping: CsvMapping, header: list[str] | None) -> dict[str, int]:
     """Column indexes of each mapped field; the value column is guessed from the header when not given."""
     names = [h.strip().lower() for h in header] if header is not None else None
     out: dict[str, int] = {}
-    for name in ("value", "type", "tags", "description", "confidence", "score", "first_seen", "last_seen"):
+    for name in MAPPED:
         wanted = getattr(mapping, name)
         if wanted is None:
             if names is not None and name in names:
@@ -147,46 +165,90 @@ def _looks_like_header(row: list[str]) -> bool:
     return bool(lowered & {*VALUE_COLUMNS, "type", "tags"})
 
 
+def _layout(
+    mapping: CsvMapping, row: list[str], commented: list[str] | None
+) -> tuple[dict[str, int], Preset | None, bool]:
+    """(column indexes, preset, whether `row` is the header) once the first row that is not a comment is read.
+
+    A header is the first row when `has_header` says so, or when it names columns; published feeds put it
+    in a comment line before the rows instead (`# id,dateadded,url,...`), which counts unless the caller
+    said there is no header.
+    """
+    if mapping.has_header is True:
+        header, skip = row, True
+    elif mapping.has_header is False:
+        header, skip = None, False
+    elif commented is not None:
+        header, skip = commented, presets.names(row) == presets.names(commented)
+    elif mapping.named() or presets.detect(row) is not None or _looks_like_header(row):
+        header, skip = row, True
+    else:
+        header, skip = None, False
+    preset = presets.PRESETS[mapping.preset] if mapping.preset else None
+    if preset is None and header is not None and not mapping.mapped():
+        preset = presets.detect(header)
+    if preset is not None:
+        return presets.columns_of(preset, header), preset, skip
+    return _resolve(mapping, header), None, skip
+
+
+def _commented_header(row: list[str], mapping: CsvMapping) -> list[str] | None:
+    """Column names in a comment line (the published feeds' header), when they look like one."""
+    cells = presets.header_in_comment(mapping.delimiter.join(row), mapping.comment_prefix, mapping.delimiter)
+    if cells is None:
+        return None
+    wanted = {
+        str(getattr(mapping, n)).strip().lower() for n in MAPPED if isinstance(getattr(mapping, n), str)
+    }
+    found = set(presets.names(cells))
+    if presets.detect(cells) is not None or _looks_like_header(cells) or (wanted and wanted <= found):
+        return cells
+    return None
+
+
+def _preset_record(line: int, row: list[str], columns: dict[str, int], preset: Preset) -> Record | Rejection:
+    cells = {name: row[at] for name, at in columns.items() if at < len(row)}
+    try:
+        value, kind, extra = preset.parse(cells)
+    except presets.RowRefused as exc:
+        return Rejection(line, cells.get(preset.value_column, "").strip(), str(exc))
+    return Record(line, value, kind, extra)
+
+
 async def csv_records(
     chunks: AsyncIterator[bytes], mapping: CsvMapping, type_hint: str | None
-) -> AsyncIterator[list[Record]]:
-    """Rows of a CSV file as records (column mapping, comment lines, optional header)."""
+) -> AsyncIterator[list[Record | Rejection]]:
+    """Rows of a CSV file as records (column mapping or preset, comment lines, optional header).
+
+    Fields may be quoted and separated by `", "` as some feeds write them (spaces after a delimiter are
+    skipped).
+    """
     number = 0
     columns: dict[str, int] | None = None
+    preset: Preset | None = None
+    commented: list[str] | None = None
     prefix = mapping.comment_prefix
     async for lines in lines_of(chunks):
         kept = [ln.rstrip("\r") for ln in lines]
         start = number
         number += len(kept)
-        batch = []
-        for offset, row in enumerate(csv.reader(kept, delimiter=mapping.delimiter)):
+        batch: list[Record | Rejection] = []
+        for offset, row in enumerate(csv.reader(kept, delimiter=mapping.delimiter, skipinitialspace=True)):
             line_no = start + offset + 1
-            if not row or (prefix and row[0].lstrip().startswith(prefix)):
+            if not row:
+                continue
+            if prefix and row[0].lstrip().startswith(prefix):
+                if columns is None:
+                    commented = _commented_header(row, mapping) or commented
                 continue
             if columns is None:
-                named = any(
-                    isinstance(getattr(mapping, n), str)
-                    for n in (
-                        "value",
-                        "type",
-                        "tags",
-                        "description",
-                        "confidence",
-                        "score",
-                        "first_seen",
-                        "last_seen",
-                    )
-                )
-                # Columns given by name mean the file has a header; otherwise the first row tells.
-                header = (
-                    mapping.has_header
-                    if mapping.has_header is not None
-                    else (named or _looks_like_header(row))
-                )
-                columns = _resolve(mapping, row if header else None)
-                mapping.columns = columns
-                if header:
+                columns, preset, is_header = _layout(mapping, row, commented)
+                mapping.columns, mapping.detected = columns, preset
+                if is_header:
                     continue
+            if preset is not None:
+                batch.append(_preset_record(line_no, row, columns, preset))
+                continue
             value_at = columns["value"]
             if value_at >= len(row):
                 batch.append(Record(line_no, "", None, {"_error": "the value column is missing"}))

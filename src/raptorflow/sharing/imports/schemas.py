@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from raptorflow.accounts.schemas import Input
 from raptorflow.intel.common import TLP, Classification
+from raptorflow.sharing.imports.presets import PresetName
 
 FORMATS = ("stix", "misp", "csv", "text")
 Format = Literal["stix", "misp", "csv", "text"]
@@ -43,6 +44,11 @@ class ImportOptions(Input):
     classification: Classification | None = None
     source: str | None = Field(default=None, min_length=1, max_length=200)
     type: str | None = Field(default=None, max_length=32, description="type of every value (csv/text)")
+    preset: PresetName | None = Field(
+        default=None,
+        description="a published CSV layout (abuse.ch URLhaus, ThreatFox, Feodo Tracker); recognized from "
+        "the header when left out and no csv columns are given",
+    )
     csv: CsvOptions | None = None
 
 

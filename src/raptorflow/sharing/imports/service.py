@@ -33,8 +33,9 @@ from raptorflow.kit.errors import InvalidInput, NotFound, RaptorFlowError
 from raptorflow.kit.jobs import JobContext
 from raptorflow.kit.pagination import decode_cursor, encode_cursor
 from raptorflow.models import ImportRun, Job, Project
-from raptorflow.sharing.imports import parsers
+from raptorflow.sharing.imports import parsers, presets
 from raptorflow.sharing.imports.parsers import CsvMapping, Record, Rejection
+from raptorflow.sharing.imports.presets import Preset
 from raptorflow.sharing.imports.repository import ImportRepository, PgStaging, iter_chunks
 from raptorflow.sharing.imports.schemas import ImportOptions
 from raptorflow.sharing.stix import service as stix_service
@@ -57,6 +58,10 @@ class ImportCancelled(Exception):
     """Someone cancelled the import's job; the handler stops."""
 
 
+class AllRejected(ValueError):
+    """Records were read and not one could be imported: the import fails with the reason."""
+
+
 @dataclass
 class Tally:
     """What an ingestion did so far."""
@@ -73,6 +78,14 @@ class Tally:
         self.rejected += 1
         if len(self.rejections) < parsers.MAX_REJECTIONS:
             self.rejections.append({"line": line, "value": value[:200], "reason": reason})
+
+    def all_rejected(self) -> str | None:
+        """Why nothing was imported when every record read was rejected (None if any got in or none came)."""
+        if self.processed == 0 or self.rejected < self.processed:
+            return None
+        first = self.rejections[0] if self.rejections else None
+        where = f"; first: line {first['line']} {first['value']!r}: {first['reason']}" if first else ""
+        return f"every record was rejected ({self.rejected} of {self.processed}){where}"
 
     def counts(self) -> dict[str, int]:
         """Counts for job progress."""
@@ -99,6 +112,8 @@ class Defaults:
     confidence_given: bool
     created_by: uuid.UUID | None
     csv: dict[str, Any] | None = None
+    preset: str | None = None
+    classification_given: bool = False
 
     @classmethod
     def from_options(cls, options: dict[str, Any], created_by: uuid.UUID | None) -> Defaults:
@@ -118,7 +133,17 @@ class Defaults:
             or bool(csv_options and csv_options.get("confidence_column") is not None),
             created_by=created_by,
             csv=csv_options,
+            preset=options.get("preset"),
+            classification_given=options.get("classification") is not None,
         )
+
+    def adopt(self, preset: Preset) -> None:
+        """What a published layout implies when the import's options do not say: its feed as the source,
+        `malicious` (the feeds list only bad things), and its rows' confidence counting as given."""
+        self.source = self.source or preset.source
+        if not self.classification_given:
+            self.classification = "malicious"
+        self.confidence_given = self.confidence_given or preset.gives_confidence
 
 
 def options_dict(options: ImportOptions) -> dict[str, Any]:
@@ -129,6 +154,11 @@ def options_dict(options: ImportOptions) -> dict[str, Any]:
         if options.type.strip().lower() not in TYPE_ALIASES:
             raise InvalidInput("type", f"unknown indicator type {options.type!r}")
         out["type"] = options.type.strip().lower()
+    if options.preset is not None and options.csv is not None:
+        given = [f"{n}_column" for n in parsers.MAPPED if getattr(options.csv, f"{n}_column") is not None]
+        if given:
+            what = f"csv.{given[0]}"
+            raise InvalidInput(what, f"the {options.preset} preset names its own columns; leave out {what}")
     return out
 
 
@@ -141,6 +171,9 @@ def guess_format(filename: str, head: bytes) -> str | None:
             return "stix"
         if b'"Event"' in start or b'"Attribute"' in start or b'"response"' in start:
             return "misp"
+    # URLhaus publishes its CSV as `csv.txt`: a published layout's header says CSV whatever the name.
+    if presets.sniff(head) is not None:
+        return "csv"
     if name.endswith(".csv"):
         return "csv"
     if name.endswith((".txt", ".list", ".lst")):
@@ -161,7 +194,10 @@ def _tags_of(extra: dict[str, Any]) -> list[str]:
     out = []
     for tag in items:
         cleaned = str(tag).strip().lower()
-        if cleaned and len(cleaned) <= MAX_TAG_LENGTH and cleaned not in out:
+        # Feeds write `None` (Python's str(None)) for a row without tags: that is no tag.
+        if cleaned in presets.ABSENT:
+            continue
+        if len(cleaned) <= MAX_TAG_LENGTH and cleaned not in out:
             out.append(cleaned)
     return out
 
@@ -286,6 +322,9 @@ async def ingest(
         await _ingest_postgres(ctx, batches, defaults, tally, history)
     else:
         await _ingest_sqlite(ctx, batches, defaults, tally)
+    reason = tally.all_rejected()
+    if reason is not None:
+        raise AllRejected(reason)
 
 
 def _stage_batch(
@@ -314,20 +353,6 @@ async def _ingest_postgres(
     tally: Tally,
     history: dict[str, Any],
 ) -> None:
-    merge_args: dict[str, Any] = {
-        "created_by": defaults.created_by,
-        "project_id": defaults.project_id,
-        "defaults": {
-            "confidence": defaults.confidence,
-            "score": defaults.score,
-            "tlp": defaults.tlp,
-            "classification": defaults.classification,
-        },
-        "default_tags": defaults.tags,
-        "source": defaults.source,
-        "confidence_given": defaults.confidence_given,
-        "history": history,
-    }
     tag_cache: dict[Any, tuple[str | None, str | None]] = {}
     created_before, merged_before = tally.created, tally.merged
     async with ctx.transaction() as session:
@@ -347,7 +372,9 @@ async def _ingest_postgres(
                 unmerged += len(rows)
                 await staging.copy(rows)
                 if unmerged >= MERGE_ROWS:
-                    merging = asyncio.create_task(staging.merge(now=utcnow(), **merge_args))
+                    merging = asyncio.create_task(
+                        staging.merge(now=utcnow(), **_merge_args(defaults, history))
+                    )
                     unmerged = 0
                 await ctx.progress(tally.processed, None, **tally.counts())
                 if await ctx.is_cancelled():
@@ -356,7 +383,7 @@ async def _ingest_postgres(
                 _count(tally, await merging)
                 merging = None
             if unmerged:
-                _count(tally, await staging.merge(now=utcnow(), **merge_args))
+                _count(tally, await staging.merge(now=utcnow(), **_merge_args(defaults, history)))
         finally:
             if merging is not None:
                 merging.cancel()
@@ -366,6 +393,24 @@ async def _ingest_postgres(
         counted = (tally.created - created_before) + (tally.merged - merged_before)
         tally.merged += staged - counted
     await ctx.progress(tally.processed, tally.processed, **tally.counts())
+
+
+def _merge_args(defaults: Defaults, history: dict[str, Any]) -> dict[str, Any]:
+    """The import-wide values of a merge, read when it runs (a preset found in the header adds some)."""
+    return {
+        "created_by": defaults.created_by,
+        "project_id": defaults.project_id,
+        "defaults": {
+            "confidence": defaults.confidence,
+            "score": defaults.score,
+            "tlp": defaults.tlp,
+            "classification": defaults.classification,
+        },
+        "default_tags": defaults.tags,
+        "source": defaults.source,
+        "confidence_given": defaults.confidence_given,
+        "history": history,
+    }
 
 
 def _count(tally: Tally, outcome: tuple[int, int]) -> None:
@@ -435,9 +480,14 @@ async def record_batches(
             delimiter=options.get("delimiter", ","),
             has_header=options.get("has_header"),
             comment_prefix=options.get("comment_prefix", "#"),
+            preset=defaults.preset,
         )
-        async for batch in parsers.csv_records(chunks, mapping, defaults.type):
-            yield batch
+        adopted = False
+        async for rows in parsers.csv_records(chunks, mapping, defaults.type):
+            if not adopted and mapping.detected is not None:
+                defaults.adopt(mapping.detected)
+                adopted = True
+            yield rows
     elif fmt == "misp":
         records = list(parsers.misp_records(await _whole(chunks)))
         for start in range(0, len(records), 20_000):
@@ -525,6 +575,9 @@ async def run_stix(ctx: JobContext, chunks: AsyncIterator[bytes], defaults: Defa
         except InvalidInput as exc:
             raise ValueError(exc.detail) from None
     await _tally_stix(ctx, report, tally)
+    reason = tally.all_rejected()
+    if reason is not None:
+        raise AllRejected(reason)
 
 
 async def import_stix(ctx: JobContext, data: bytes | list[Any], defaults: Defaults, tally: Tally) -> None:
@@ -582,6 +635,10 @@ class ImportService:
     ) -> tuple[ImportRun, Job]:
         """Store the upload, queue its job (run after commit)."""
         stored = options_dict(options)
+        if options.preset is not None:
+            if fmt not in (None, "csv"):
+                raise InvalidInput("preset", "presets are CSV layouts: give format csv or leave it out")
+            fmt = "csv"
         if options.project_id is not None:
             found = await IndicatorRepository(self.session, self.ctx.org_id).existing_ids(
                 Project, [options.project_id]
