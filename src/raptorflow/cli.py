@@ -20,7 +20,6 @@ from raptorflow.config import (
     Settings,
     SettingsError,
     load_settings,
-    public_url_unset,
     served_url,
 )
 from raptorflow.kit import migrations
@@ -95,17 +94,16 @@ def serve(
     from raptorflow.console.setup import issue_setup_token
 
     settings = settings_or_exit()
-    if public_url_unset(settings):
-        # Links (setup, invitations, TAXII, token issuer) name the address actually served; the
-        # worker processes uvicorn starts read it from the environment they inherit.
-        os.environ["RAPTORFLOW_PUBLIC_URL"] = served_url(host, port)
-        settings = settings.model_copy(update={"public_url": os.environ["RAPTORFLOW_PUBLIC_URL"]})
+    # Links (setup, invitations, TAXII) name the address actually served unless RAPTORFLOW_PUBLIC_URL
+    # says otherwise; the worker processes uvicorn starts read it from the environment they inherit.
+    os.environ["RAPTORFLOW_SERVED_URL"] = served_url(host, port)
+    settings = settings.model_copy(update={"served_url": os.environ["RAPTORFLOW_SERVED_URL"]})
     configure_logging(fmt=settings.effective_log_format.value, level=settings.log_level)
     prepare_database(settings)
     setup_token = in_transaction(settings, issue_setup_token)
     if setup_token:
         # First run: no account exists yet, so print the one-time link that creates the first owner.
-        link = f"{settings.public_url.rstrip('/')}/setup?token={setup_token}"
+        link = f"{settings.link_base}/setup?token={setup_token}"
         typer.echo(f"First run: open {link} (valid 24 h, once)")
     get_logger("raptorflow").info("serve.start", url=f"http://{host}:{port}", workers=workers)
     uvicorn.run(

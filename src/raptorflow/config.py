@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     log_format: LogFormat | None = None
     log_level: str = "INFO"
     public_url: str = "http://127.0.0.1:8000"
+    # Set by `raptorflow serve` for its workers (the address it binds); links use it when public_url is
+    # unset.
+    served_url: str | None = None
     secret_key: str | None = None
     registration: Registration = Registration.open
     access_token_ttl_s: int = Field(default=900, ge=60, le=86_400)
@@ -153,6 +156,14 @@ class Settings(BaseSettings):
             return None
         return Path(raw)
 
+    @property
+    def link_base(self) -> str:
+        """Base of every absolute link users follow (setup, invitations, TAXII): RAPTORFLOW_PUBLIC_URL when
+        set, else the address `serve` binds. Token issuers keep public_url, so every process agrees on it."""
+        if self.served_url and "public_url" not in self.model_fields_set:
+            return self.served_url.rstrip("/")
+        return self.public_url.rstrip("/")
+
 
 def dns_server_address(value: str) -> tuple[str, int]:
     """(IP, port) of `IP`, `IP:port` or `[IPv6]:port` (port 53 when absent); ValueError otherwise."""
@@ -209,11 +220,6 @@ def served_url(host: str, port: int) -> str:
     if ":" in reach:
         reach = f"[{reach}]"
     return f"http://{reach}:{port}"
-
-
-def public_url_unset(settings: Settings) -> bool:
-    """True when RAPTORFLOW_PUBLIC_URL was not given (environment, .env or argument)."""
-    return "public_url" not in settings.model_fields_set
 
 
 @lru_cache(maxsize=1)

@@ -615,7 +615,9 @@ def test_defanged_domains_normalize_like_the_original(domain: str) -> None:
     except InvalidIndicator:
         return
     assert normalize(domain.replace(".", "[.]")) == plain
-    assert normalize(domain.replace(".", "(dot)"), "domain") == plain
+    # hypothesis draws TLDs from its own copy of IANA's list; one the Public Suffix List snapshot lacks
+    # is detected as a file name, so the domain is asked for by type here.
+    assert normalize(domain.replace(".", "(dot)"), "domain") == normalize(domain, "domain")
 
 
 @PROPERTY_SETTINGS

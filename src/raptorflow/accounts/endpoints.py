@@ -317,7 +317,7 @@ async def add_member(
     """Existing users join at once; unknown emails get an invitation link."""
     service = OrganizationService(session)
     membership, invitation, link = await service.add_member(
-        ctx, body.email, body.role, request.app.state.settings.public_url
+        ctx, body.email, body.role, request.app.state.settings.link_base
     )
     if membership is not None:
         _m, user = await service.member_view(ctx, membership.user_id)

@@ -81,7 +81,7 @@ async def add_member(request: Request, page: MembersManage, session: SessionDep)
     try:
         body = data.build(MemberAdd)
         membership, _invitation, link = await OrganizationService(session).add_member(
-            page.ctx, str(body.email), body.role, request.app.state.settings.public_url
+            page.ctx, str(body.email), body.role, request.app.state.settings.link_base
         )
     except RaptorFlowError as exc:
         await session.rollback()

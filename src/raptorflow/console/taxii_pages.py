@@ -42,7 +42,7 @@ async def _page(
     org = await OrganizationRepository(session).get(page.org_id)
     if org is None:
         raise NotFound()
-    public_url = str(request.app.state.settings.public_url)
+    public_url = request.app.state.settings.link_base
     rows = await TaxiiRepository(session, page.org_id).collections()
     projects: list[Any] = []
     if page.can(Permission.intel_admin):

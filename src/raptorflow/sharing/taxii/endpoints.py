@@ -57,7 +57,7 @@ async def _slug(session: Any, org_id: uuid.UUID) -> str:
 
 
 def _out(row: TaxiiCollection, request: Request, slug: str) -> dict[str, Any]:
-    public_url = request.app.state.settings.public_url
+    public_url = request.app.state.settings.link_base
     return {
         "id": row.id,
         "title": row.title,
@@ -248,7 +248,7 @@ def _taxii(body: Any, status: int = 200, headers: dict[str, str] | None = None) 
 
 
 def _root_url(request: Request, slug: str) -> str:
-    return f"{request.app.state.settings.public_url.rstrip('/')}/taxii2/{slug}/"
+    return f"{request.app.state.settings.link_base}/taxii2/{slug}/"
 
 
 @server.get("/", summary="TAXII 2.1 discovery")
