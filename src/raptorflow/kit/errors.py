@@ -112,6 +112,13 @@ class BadRequest(RaptorFlowError):
     title = "Bad Request"
 
 
+class InvalidParameter(BadRequest):
+    """A query parameter or header that cannot be read (400), naming it."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}", errors=[{"field": name, "message": message}])
+
+
 class InvalidInput(RaptorFlowError):
     """Input that is well-formed but breaks a rule, naming the field."""
 

@@ -258,8 +258,25 @@ def _error_content(media_type: str, schema_name: str) -> dict[str, Any]:
     return {media_type: {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}}
 
 
+def _without_null(parameter: dict[str, Any]) -> None:
+    """An optional parameter is left out, never sent as JSON null: document its one non-null schema."""
+    schema = parameter.get("schema")
+    if not isinstance(schema, dict):
+        return
+    alternatives = schema.get("anyOf")
+    if not isinstance(alternatives, list):
+        return
+    kept = [alt for alt in alternatives if alt != {"type": "null"}]
+    if len(kept) == 1 and len(kept) < len(alternatives):
+        rest = {key: value for key, value in schema.items() if key != "anyOf"}
+        parameter["schema"] = {**kept[0], **rest}
+
+
 def document_problems(
-    app: FastAPI, *, other_formats: dict[str, tuple[str, str, dict[str, Any]]] | None = None
+    app: FastAPI,
+    *,
+    other_formats: dict[str, tuple[str, str, dict[str, Any]]] | None = None,
+    org_header: str | None = None,
 ) -> None:
     """Make the OpenAPI document say what the API answers on errors: problem+json, for every 4xx.
 
@@ -267,7 +284,8 @@ def document_problems(
     a problem document (see the handlers above). Paths under a prefix of `other_formats` answer errors
     in another format — `{prefix: (media type, schema name, schema)}`, e.g. TAXII error objects — and
     never 422. `{org_id}` in a path is resolved by the permission dependency, so it is declared here
-    for the operations that lack it.
+    for the operations that lack it; there the path names the org, so the header that names it
+    elsewhere (`org_header`) is left out.
     """
     build = app.openapi
     formats = other_formats or {}
@@ -276,10 +294,10 @@ def document_problems(
         if app.openapi_schema and app.openapi_schema.get("x-problems-documented"):
             return app.openapi_schema
         doc = build()
-        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-        schemas["Problem"] = PROBLEM_SCHEMA
+        components = doc.setdefault("components", {}).setdefault("schemas", {})
+        components["Problem"] = PROBLEM_SCHEMA
         for _media, name, schema in formats.values():
-            schemas[name] = schema
+            components[name] = schema
         for path, operations in doc.get("paths", {}).items():
             own = next((formats[prefix] for prefix in formats if path.startswith(prefix)), None)
             content = _error_content(own[0], own[1]) if own else _error_content(PROBLEM_MEDIA_TYPE, "Problem")
@@ -295,6 +313,14 @@ def document_problems(
                         response["content"] = {own[0]: response["content"].pop("application/json")}
                 responses.setdefault("4XX", {"description": "An error", "content": content})
                 parameters = operation.setdefault("parameters", [])
+                for parameter in parameters:
+                    _without_null(parameter)
+                if "{org_id}" in path and org_header:
+                    parameters[:] = [
+                        p
+                        for p in parameters
+                        if not (p.get("in") == "header" and p["name"].lower() == org_header)
+                    ]
                 if "{org_id}" in path and not any(
                     p.get("in") == "path" and p.get("name") == "org_id" for p in parameters
                 ):
@@ -311,7 +337,7 @@ def document_problems(
         text = orjson.dumps(doc["paths"]).decode()
         for name in ("HTTPValidationError", "ValidationError"):
             if f"#/components/schemas/{name}" not in text:
-                schemas.pop(name, None)
+                components.pop(name, None)
         doc["x-problems-documented"] = True
         app.openapi_schema = doc
         return doc
