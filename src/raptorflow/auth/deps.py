@@ -215,7 +215,10 @@ OrgHeader = Annotated[
         alias="X-Organization-ID",
         description="The organization to act in (an id; routes with `{org_id}` take it from the path). "
         "A user with several organizations names one; an API key acts in its own and may leave it out.",
-        json_schema_extra={"format": "uuid"},
+        # A pattern, not `format: uuid`: generated clients then send the header as the text it is.
+        json_schema_extra={
+            "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        },
     ),
 ]
 

@@ -133,12 +133,6 @@ def _common_filters(
 
 
 CommonFilters = Annotated[ContextFilters, Depends(_common_filters)]
-SortParam = Annotated[
-    str | None,
-    Query(
-        max_length=200, description="Comma-separated fields, `-` for descending (e.g. `-updated_at,name`)."
-    ),
-]
 
 
 # --- repository ----------------------------------------------------------------------------------------

@@ -81,6 +81,17 @@ class NotFound(RaptorFlowError):
         super().__init__(detail)
 
 
+class UnknownReference(RaptorFlowError):
+    """A field names an object the org does not have: 404 as for an id in the path, naming the field."""
+
+    status = 404
+    title = "Not Found"
+
+    def __init__(self, field: str, kind: str) -> None:
+        message = f"no such {kind} in this organization"
+        super().__init__(f"{field}: {message}", errors=[{"field": field, "message": message}])
+
+
 class Conflict(RaptorFlowError):
     """The request conflicts with the current state."""
 

@@ -165,10 +165,14 @@ async def _on_integrity_error(request: Request, exc: Exception) -> Response:
     )
 
 
+_NUL_SQLSTATES = frozenset({"22021", "22P05"})
+
+
 async def _on_database_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DBAPIError)
-    # PostgreSQL text cannot hold NUL (SQLSTATE 22021): the client sent it, so it is a 4xx, not a crash.
-    if getattr(exc.orig, "sqlstate", None) == "22021" or "\\x00" in str(exc.orig):
+    # PostgreSQL text cannot hold NUL (SQLSTATE 22021), nor jsonb a \u0000 (22P05): the client sent it,
+    # so it is a 4xx, not a crash.
+    if getattr(exc.orig, "sqlstate", None) in _NUL_SQLSTATES or "\\x00" in str(exc.orig):
         return problem_response(
             request,
             422,

@@ -11,11 +11,12 @@ from raptorflow.accounts.schemas import Page
 from raptorflow.auth.deps import require
 from raptorflow.auth.permissions import Permission
 from raptorflow.auth.principal import OrgContext
+from raptorflow.intel.actors.repository import ThreatActorRepository
 from raptorflow.intel.actors.schemas import Motivation, ThreatActorCreate, ThreatActorOut, ThreatActorUpdate
 from raptorflow.intel.actors.service import ThreatActorService, normalize_country
-from raptorflow.intel.context_base import CommonFilters, SortParam
+from raptorflow.intel.context_base import CommonFilters
 from raptorflow.kit.deps import SessionDep
-from raptorflow.kit.pagination import CursorParam, LimitParam
+from raptorflow.kit.pagination import CursorParam, LimitParam, sort_query
 
 PREFIX = "/api/v1/threat-actors"
 router = APIRouter(prefix=PREFIX, tags=["threat actors"])
@@ -49,7 +50,7 @@ async def list_actors(
     filters: CommonFilters,
     country: Annotated[str | None, Query(max_length=16, description="ISO 3166-1 alpha-2 code.")] = None,
     motivation: Annotated[Motivation | None, Query(description="Primary motivation.")] = None,
-    sort: SortParam = None,
+    sort: Annotated[str | None, sort_query(ThreatActorRepository.sort_keys, "-last_seen,name")] = None,
     limit: LimitParam = 100,
     cursor: CursorParam = None,
 ) -> Page[ThreatActorOut]:

@@ -14,7 +14,7 @@ from raptorflow.audit import service as audit
 from raptorflow.auth.principal import OrgContext, Principal
 from raptorflow.intel.common import clean_tags
 from raptorflow.kit.db import new_id, utcnow
-from raptorflow.kit.errors import Conflict, InvalidInput, InvalidParameter, NotFound
+from raptorflow.kit.errors import Conflict, InvalidInput, InvalidParameter, NotFound, UnknownReference
 from raptorflow.kit.pagination import decode_cursor, encode_cursor
 from raptorflow.models import TaxiiCollection, TaxiiStatus
 from raptorflow.sharing.stix import render
@@ -77,7 +77,7 @@ class CollectionService:
         if project is not None and not await StixRepository(self.session, self.ctx.org_id).project_exists(
             project
         ):
-            raise InvalidInput("filter.project_id", "no such project in this organization")
+            raise UnknownReference("filter.project_id", "project")
 
     async def create(self, body: CollectionCreate) -> TaxiiCollection:
         """A new collection (admins)."""
