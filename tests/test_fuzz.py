@@ -51,6 +51,7 @@ from urllib3 import HTTPHeaderDict, HTTPResponse
 
 from raptorflow.app import create_app
 from raptorflow.auth.deps import ORG_HEADER
+from raptorflow.kit.pagination import CURSOR_PATTERN
 from tests.conftest import (
     ADMIN_PG_URL,
     PASSWORD,
@@ -90,6 +91,8 @@ class Tenant:
     ids: dict[str, str] = field(default_factory=dict)
     # Ids of what fuzzed requests created in the org (from `Location`), by path parameter name.
     learned: dict[str, list[str]] = field(default_factory=dict)
+    # `next_cursor` values the API answered, by operation (`GET /api/v1/indicators`).
+    cursors: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -189,6 +192,7 @@ class Tenant:
         if not 200 <= response.status_code < 300:
             return
         self.learn(response)
+        self.learn_cursor(case, response)
         method, path = case.method.upper(), case.path
         if (
             path.endswith(("/leave", "/transfer-ownership"))
@@ -211,6 +215,19 @@ class Tenant:
             values[:] = kept
         if emptied:
             await self.seed_intel()
+
+    def learn_cursor(self, case: Any, response: Any) -> None:
+        """Remember a list's `next_cursor`: the only cursors the API accepts are those it gave."""
+        if "json" not in response.headers.get("content-type", ""):
+            return
+        try:
+            body = response.json()
+        except ValueError:
+            return
+        cursor = body.get("next_cursor") if isinstance(body, dict) else None
+        if isinstance(cursor, str) and cursor:
+            kept = self.cursors.setdefault(case.operation.label, [])
+            kept[:] = [*kept[-4:], cursor]
 
     def learn(self, response: Any) -> None:
         """Remember the ids in the `Location` of what a request created (`/api/v1/projects/{project_id}`)."""
@@ -377,12 +394,37 @@ def flatmap_body(context: Any, body: Any) -> Any:
     return st.sampled_from([True, True, True, False]).map(lambda use: aimed if use else body)
 
 
+_CURSOR_FORM = re.compile(CURSOR_PATTERN)
+
+
+def _with_own_cursor(query: dict[str, Any], label: str, tenant: Tenant) -> dict[str, Any]:
+    """`query` with a well-formed `cursor` replaced by one the API gave for this operation (or left out
+    until it gave one): the document can say a cursor's form, not which cursors exist. A malformed one
+    stays, to be refused."""
+    cursor = query.get("cursor")
+    if not isinstance(cursor, str) or not cursor or not _CURSOR_FORM.fullmatch(cursor):
+        return query
+    given = tenant.cursors.get(label)
+    rest = {name: value for name, value in query.items() if name != "cursor"}
+    return {**rest, "cursor": given[-1]} if given else rest
+
+
+@schema.hook
+def map_query(context: Any, query: dict[str, Any] | None) -> Any:
+    """Cursors in fuzzed queries are ones the API gave (`_with_own_cursor`)."""
+    if not query or context.operation is None:
+        return query
+    return _with_own_cursor(query, context.operation.label, _current[-1].tenant)
+
+
 def _aim_explicit_case(case: Any, tenant: Tenant) -> None:
     """Examples and coverage cases are built at collection, before the tenant exists: aim their ids now
     (well-formed UUIDs only, so the malformed ids of negative cases stay as generated)."""
     if case.meta is None or case.meta.phase.name.value == "fuzzing":
         return
     own = tenant.own_ids()
+    if case.query:
+        case.query = _with_own_cursor(dict(case.query), case.operation.label, tenant)
     if case.path_parameters:
         case.path_parameters = {**case.path_parameters, **_aimed(case.path_parameters, own)}
     if isinstance(case.body, dict | list):

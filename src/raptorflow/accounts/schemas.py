@@ -6,7 +6,7 @@ import ipaddress
 import uuid
 from datetime import datetime
 from types import UnionType
-from typing import Annotated, Any, Generic, Literal, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, ValidationInfo, field_validator
 
@@ -15,16 +15,56 @@ from raptorflow.auth.permissions import Role
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 
 
-class Input(BaseModel):
-    """Base of request bodies: unknown fields are refused (no mass assignment)."""
+# What `str.strip()` of pydantic-core (Rust's `trim`, Unicode White_Space) removes, spelled for the
+# document's ECMA-262 patterns (whose `\s` differs: it lacks U+0085 and has U+FEFF).
+_BLANK = "\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NOT_BLANK = f"[^{_BLANK}]"
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+def _document_input(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """Say in the document what `Input` checks: stripped strings are not blank; `not_null` fields take
+    no null."""
+    not_null: frozenset[str] = getattr(model, "not_null", frozenset())
+    for name, node in schema.get("properties", {}).items():
+        if name in not_null and isinstance(node.get("anyOf"), list):
+            kept = [alt for alt in node["anyOf"] if alt != {"type": "null"}]
+            node.pop("anyOf")
+            if len(kept) == 1:
+                node.update(kept[0])
+            else:
+                node["anyOf"] = kept
+        _not_blank(node)
+
+
+def _not_blank(node: Any) -> None:
+    if not isinstance(node, dict):
+        return
+    if (
+        node.get("type") == "string"
+        and node.get("minLength", 0) >= 1
+        and not {"pattern", "enum", "format"} & set(node)
+    ):
+        # Stripped first, then measured: at least one character that stripping keeps.
+        node["pattern"] = NOT_BLANK
+    for alt in node.get("anyOf", []):
+        _not_blank(alt)
+    _not_blank(node.get("items"))
+
+
+class Input(BaseModel):
+    """Base of request bodies: unknown fields are refused (no mass assignment); strings are stripped."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra=_document_input)
+    # PATCH fields that may be left out (kept as they are) but not set to null.
+    not_null: ClassVar[frozenset[str]] = frozenset()
 
     @field_validator("*", mode="before")
     @classmethod
     def _json_types_as_documented(cls, value: Any, info: ValidationInfo) -> Any:
         # Pydantic's lax mode reads 1700000000 as a date, "50" or true as an integer and 0 as false; a
         # client sending another JSON type than the documented one meant something else: say so.
+        if value is None and info.field_name in cls.not_null:
+            raise ValueError("cannot be null (leave the field out to keep its value)")
         if value is None or not info.field_name:
             return value
         kind = _scalar_kind(cls, info.field_name)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
@@ -311,7 +311,6 @@ class Kind:
     label: str  # "threat actor", for messages
     stix_type: str  # "threat-actor", for stix ids
     unique: str | None = None  # the column unique per org (409 naming it)
-    non_null: frozenset[str] = field(default_factory=frozenset)  # PATCH may not set these to null
     default_sort: str = "-created_at"
 
 
@@ -403,9 +402,6 @@ class ContextService(Generic[M, R]):
         """Apply the fields the client sent (PATCH)."""
         obj = await self.get(object_id)
         changes = body.model_dump(exclude_unset=True)
-        nulls = sorted(self.kind.non_null & {k for k, v in changes.items() if v is None})
-        if nulls:
-            raise InvalidInput(nulls[0], "cannot be null")
         values = await self.clean(changes, obj)
         await self._ensure_unique(values, obj)
         for name, value in values.items():

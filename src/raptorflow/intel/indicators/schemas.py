@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from fastapi import Query
 from pydantic import AwareDatetime, BaseModel, Field
@@ -40,6 +40,9 @@ class IndicatorCreate(Input):
 class IndicatorUpdate(Input):
     """Fields an analyst may change (type and value are the identity: never changed)."""
 
+    not_null: ClassVar[frozenset[str]] = frozenset(
+        {"classification", "tlp", "confidence", "score", "description"}
+    )
     project_id: uuid.UUID | None = None
     workspace_id: uuid.UUID | None = None
     classification: Classification | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
@@ -23,6 +23,7 @@ class ProjectCreate(Input):
 class ProjectUpdate(Input):
     """Project fields to change."""
 
+    not_null: ClassVar[frozenset[str]] = frozenset({"name", "description", "tags"})
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=10_000)
     tags: list[str] | None = Field(default=None, max_length=50)

@@ -60,9 +60,6 @@ class ProjectService:
         """Change name, description, tags or workspace."""
         project = await self.get(project_id)
         changes = body.model_dump(exclude_unset=True)
-        for key in ("name", "description", "tags"):
-            if key in changes and changes[key] is None:
-                raise InvalidInput(key, "cannot be null")
         if "name" in changes and await self.repo.name_taken(changes["name"], other_than=project.id):
             raise Conflict("A project with this name exists.", errors=[{"field": "name", "message": "taken"}])
         if "tags" in changes:

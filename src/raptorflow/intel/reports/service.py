@@ -18,9 +18,6 @@ class ReportService(ContextService[Report, ReportRepository]):
     kind: ClassVar[Kind] = Kind(
         label="report",
         stix_type="report",
-        non_null=frozenset(
-            {"title", "body", "description", "tags", "tlp", "attack_techniques", "object_refs"}
-        ),
     )
     repo_class = ReportRepository
     model = Report

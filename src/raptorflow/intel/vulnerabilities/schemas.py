@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import ClassVar
 
 from pydantic import AwareDatetime, Field
 
@@ -38,6 +39,7 @@ class VulnerabilityCreate(ContextCreate):
 class VulnerabilityUpdate(ContextUpdate):
     """Vulnerability fields to change; null clears a vector (and its score) or EPSS."""
 
+    not_null: ClassVar[frozenset[str]] = frozenset({"cve_id", "kev", "description", "tags", "tlp"})
     cve_id: str | None = Field(default=None, min_length=1, max_length=32, description=CVE_HELP)
     cvss_v3_vector: str | None = Field(default=None, max_length=200, description=V3_HELP)
     cvss_v4_vector: str | None = Field(default=None, max_length=300, description=V4_HELP)

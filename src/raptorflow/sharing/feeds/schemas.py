@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
@@ -43,6 +43,7 @@ class FeedCreate(Input):
 class FeedUpdate(Input):
     """Fields to change (credentials: give `password` to replace, `null` username and password to clear)."""
 
+    not_null: ClassVar[frozenset[str]] = frozenset({"name", "enabled", "confidence", "url", "tlp"})
     name: str | None = Field(default=None, min_length=1, max_length=200)
     url: str | None = Field(default=None, min_length=8, max_length=2000, pattern=r"^https?://")
     username: str | None = Field(default=None, max_length=200)

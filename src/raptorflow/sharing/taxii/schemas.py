@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
@@ -35,6 +35,9 @@ class CollectionCreate(Input):
 class CollectionUpdate(Input):
     """Collection fields to change (filter replaces the whole filter)."""
 
+    not_null: ClassVar[frozenset[str]] = frozenset(
+        {"title", "description", "can_read", "can_write", "filter"}
+    )
     title: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=10_000)
     filter: CollectionFilter | None = None

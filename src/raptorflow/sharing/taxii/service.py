@@ -112,9 +112,6 @@ class CollectionService:
         """Change a collection (admins)."""
         row = await self.get(collection_id)
         changes = body.model_dump(exclude_unset=True)
-        for name in ("title", "description", "can_read", "can_write", "filter"):
-            if name in changes and changes[name] is None:
-                raise InvalidInput(name, "cannot be null")
         spec = _clean_filter(changes["filter"]) if "filter" in changes else None
         await self._check(changes.get("title"), spec, row.id)
         for name in ("title", "description", "can_read", "can_write"):
