@@ -10,15 +10,11 @@ from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar, Union, g
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, ValidationInfo, field_validator
 
+from raptorflow.auth import passwords
 from raptorflow.auth.permissions import Role
+from raptorflow.kit.types import NOT_BLANK
 
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
-
-
-# What `str.strip()` of pydantic-core (Rust's `trim`, Unicode White_Space) removes, spelled for the
-# document's ECMA-262 patterns (whose `\s` differs: it lacks U+0085 and has U+FEFF).
-_BLANK = "\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-NOT_BLANK = f"[^{_BLANK}]"
 
 
 def _document_input(schema: dict[str, Any], model: type[BaseModel]) -> None:
@@ -70,11 +66,24 @@ class Input(BaseModel):
         kind = _scalar_kind(cls, info.field_name)
         if kind == "datetime" and isinstance(value, int | float):
             raise ValueError("expected an RFC 3339 date-time string, e.g. 2026-01-01T00:00:00Z")
-        if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+        if kind == "int" and (isinstance(value, bool) or not _integral(value)):
             raise ValueError("expected an integer")
         if kind == "bool" and not isinstance(value, bool):
             raise ValueError("expected true or false")
+        if kind is None and isinstance(value, bool) and _takes_int_not_bool(cls, info.field_name):
+            raise ValueError("expected a number or a name, not true or false")
         return value
+
+
+def _integral(value: Any) -> bool:
+    # JSON Schema's integer: 3 and 3.0 are the same number (JSON has one number type).
+    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+
+
+def _takes_int_not_bool(model: type[BaseModel], name: str) -> bool:
+    field = model.model_fields.get(name)
+    leaves = _leaf_types(field.annotation) if field is not None else []
+    return int in leaves and bool not in leaves
 
 
 _KINDS: dict[tuple[type[BaseModel], str], str | None] = {}
@@ -143,7 +152,11 @@ class PasswordChange(Input):
     """Change the password of a built-in account."""
 
     current_password: str = Field(min_length=1, max_length=1024)
-    new_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(
+        min_length=1,
+        max_length=1024,
+        json_schema_extra={"minLength": passwords.MIN_LENGTH, "maxLength": passwords.MAX_LENGTH},
+    )
 
 
 class MyOrganization(BaseModel):

@@ -22,7 +22,15 @@ from raptorflow.accounts.schemas import Input
 from raptorflow.audit import service as audit
 from raptorflow.auth.principal import OrgContext
 from raptorflow.intel.attack.navigator import layer
-from raptorflow.intel.common import TECHNIQUE_ID, TLP, clean_tags, ensure_may_remove, validate_techniques
+from raptorflow.intel.common import (
+    TECHNIQUE_ID,
+    TLP,
+    Tag,
+    TechniqueId,
+    clean_tags,
+    ensure_may_remove,
+    validate_techniques,
+)
 from raptorflow.intel.relationships.service import detach_objects
 from raptorflow.kit.db import dialect_name, new_id, utcnow
 from raptorflow.kit.errors import Conflict, InvalidInput, NotFound
@@ -52,7 +60,7 @@ class ContextCreate(Input):
     project_id: uuid.UUID | None = None
     workspace_id: uuid.UUID | None = None
     description: str = Field(default="", max_length=MAX_DESCRIPTION)
-    tags: list[str] = Field(default_factory=list, max_length=50)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
     tlp: TLP = TLP.amber
 
 
@@ -62,7 +70,7 @@ class ContextUpdate(Input):
     project_id: uuid.UUID | None = None
     workspace_id: uuid.UUID | None = None
     description: str | None = Field(default=None, max_length=MAX_DESCRIPTION)
-    tags: list[str] | None = Field(default=None, max_length=50)
+    tags: list[Tag] | None = Field(default=None, max_length=50)
     tlp: TLP | None = None
 
 
@@ -87,7 +95,7 @@ class ContextOut(BaseModel):
 AliasList = Annotated[
     list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=MAX_ALIASES)
 ]
-TechniqueList = Annotated[list[Annotated[str, Field(max_length=16)]], Field(max_length=MAX_TECHNIQUES)]
+TechniqueList = Annotated[list[TechniqueId], Field(max_length=MAX_TECHNIQUES)]
 
 
 @dataclass(frozen=True)

@@ -18,5 +18,11 @@ def _rfc3339_only(value: Any) -> Any:
     return value
 
 
+# A character that stripping keeps, for the document's (ECMA-262) patterns: what pydantic-core strips
+# is Unicode White_Space (Rust's `trim`), which is not ECMA's `\s` (no U+0085, but U+FEFF).
+_BLANK = "\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NOT_BLANK = f"[^{_BLANK}]"
+
+
 # Timezone required: a naive time is ambiguous (and the database keeps aware UTC only).
 RFC3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]

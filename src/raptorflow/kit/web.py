@@ -262,18 +262,34 @@ def _error_content(media_type: str, schema_name: str) -> dict[str, Any]:
     return {media_type: {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}}
 
 
+def _non_null(schema: Any) -> Any:
+    """`schema` without its null alternative: a parameter or a form field is left out, never null."""
+    if not isinstance(schema, dict) or not isinstance(schema.get("anyOf"), list):
+        return schema
+    kept = [alt for alt in schema["anyOf"] if alt != {"type": "null"}]
+    if len(kept) != 1 or len(kept) == len(schema["anyOf"]):
+        return schema
+    return {**kept[0], **{key: value for key, value in schema.items() if key != "anyOf"}}
+
+
 def _without_null(parameter: dict[str, Any]) -> None:
-    """An optional parameter is left out, never sent as JSON null: document its one non-null schema."""
-    schema = parameter.get("schema")
-    if not isinstance(schema, dict):
-        return
-    alternatives = schema.get("anyOf")
-    if not isinstance(alternatives, list):
-        return
-    kept = [alt for alt in alternatives if alt != {"type": "null"}]
-    if len(kept) == 1 and len(kept) < len(alternatives):
-        rest = {key: value for key, value in schema.items() if key != "anyOf"}
-        parameter["schema"] = {**kept[0], **rest}
+    parameter["schema"] = _non_null(parameter.get("schema"))
+
+
+_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _form_fields_without_null(operation: dict[str, Any], schemas: dict[str, Any]) -> None:
+    for media, content in operation.get("requestBody", {}).get("content", {}).items():
+        if media not in _FORMS:
+            continue
+        body = content.get("schema", {})
+        ref = body.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+            body = schemas.get(ref.rsplit("/", 1)[-1], {})
+        properties = body.get("properties", {})
+        for name, schema in properties.items():
+            properties[name] = _non_null(schema)
 
 
 def document_problems(
@@ -319,6 +335,7 @@ def document_problems(
                 parameters = operation.setdefault("parameters", [])
                 for parameter in parameters:
                     _without_null(parameter)
+                _form_fields_without_null(operation, components)
                 if "{org_id}" in path and org_header:
                     parameters[:] = [
                         p

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from raptorflow.accounts.schemas import Page
 from raptorflow.auth.deps import require
@@ -71,7 +71,10 @@ async def list_actors(
     summary="Import an ATT&CK group as a threat actor (200 with the existing one when already imported)",
 )
 async def import_attack_group(
-    group_id: str, ctx: Write, session: SessionDep, response: Response
+    group_id: Annotated[str, Path(json_schema_extra={"pattern": "^[Gg][0-9]{4}$"}, description="e.g. G0007")],
+    ctx: Write,
+    session: SessionDep,
+    response: Response,
 ) -> ThreatActorOut:
     """Create the org's actor for an ATT&CK group (name, aliases, description, techniques), once."""
     actor, created = await ThreatActorService(session, ctx).import_group(group_id)

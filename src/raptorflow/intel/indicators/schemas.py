@@ -10,7 +10,7 @@ from fastapi import Query
 from pydantic import AwareDatetime, BaseModel, Field
 
 from raptorflow.accounts.schemas import Input
-from raptorflow.intel.common import TLP, Classification
+from raptorflow.intel.common import TLP, Classification, Tag, TechniqueId
 from raptorflow.kit.types import RFC3339
 
 
@@ -27,14 +27,14 @@ class IndicatorCreate(Input):
     confidence: int | None = Field(default=None, ge=0, le=100)
     score: int | None = Field(default=None, ge=0, le=100)
     tlp: TLP | None = None
-    tags: list[str] = Field(default_factory=list, max_length=50)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
     description: str | None = Field(default=None, max_length=10_000)
     source: str | None = Field(default=None, min_length=1, max_length=200)
     first_seen: AwareDatetime | None = None
     last_seen: AwareDatetime | None = None
     valid_from: AwareDatetime | None = None
     valid_until: AwareDatetime | None = None
-    attack_techniques: list[str] = Field(default_factory=list, max_length=100)
+    attack_techniques: list[TechniqueId] = Field(default_factory=list, max_length=100)
 
 
 class IndicatorUpdate(Input):
@@ -49,11 +49,11 @@ class IndicatorUpdate(Input):
     confidence: int | None = Field(default=None, ge=0, le=100)
     score: int | None = Field(default=None, ge=0, le=100)
     tlp: TLP | None = None
-    tags: list[str] | None = Field(default=None, max_length=50)
+    tags: list[Tag] | None = Field(default=None, max_length=50)
     description: str | None = Field(default=None, max_length=10_000)
     valid_from: AwareDatetime | None = None
     valid_until: AwareDatetime | None = None
-    attack_techniques: list[str] | None = Field(default=None, max_length=100)
+    attack_techniques: list[TechniqueId] | None = Field(default=None, max_length=100)
 
 
 class ScoreParts(BaseModel):
@@ -135,9 +135,9 @@ class FalsePositiveIn(Input):
 class BulkUpdateSet(Input):
     """What a filtered bulk update sets."""
 
-    tags: list[str] | None = Field(default=None, max_length=50)
-    add_tags: list[str] | None = Field(default=None, max_length=50)
-    remove_tags: list[str] | None = Field(default=None, max_length=50)
+    tags: list[Tag] | None = Field(default=None, max_length=50)
+    add_tags: list[Tag] | None = Field(default=None, max_length=50)
+    remove_tags: list[Tag] | None = Field(default=None, max_length=50)
     classification: Classification | None = None
     archived: bool | None = None
 

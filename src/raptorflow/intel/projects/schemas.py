@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, Field
 
 from raptorflow.accounts.schemas import Input
+from raptorflow.intel.common import Tag
 
 
 class ProjectCreate(Input):
@@ -16,7 +17,7 @@ class ProjectCreate(Input):
 
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=10_000)
-    tags: list[str] = Field(default_factory=list, max_length=50)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
     workspace_id: uuid.UUID | None = None
 
 
@@ -26,7 +27,7 @@ class ProjectUpdate(Input):
     not_null: ClassVar[frozenset[str]] = frozenset({"name", "description", "tags"})
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=10_000)
-    tags: list[str] | None = Field(default=None, max_length=50)
+    tags: list[Tag] | None = Field(default=None, max_length=50)
     workspace_id: uuid.UUID | None = None
 
 

@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, Field
 
 from raptorflow.accounts.schemas import Input
-from raptorflow.intel.common import TLP
+from raptorflow.intel.common import TLP, Tag
 from raptorflow.sharing.imports.schemas import CsvOptions
 
 Kind = Literal["taxii", "misp", "csv", "text"]
@@ -33,7 +33,7 @@ class FeedCreate(Input):
     )
     enabled: bool = True
     project_id: uuid.UUID | None = None
-    tags: list[str] = Field(default_factory=list, max_length=50)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
     tlp: TLP = TLP.amber
     confidence: int = Field(default=50, ge=0, le=100)
     type: str | None = Field(default=None, max_length=32, description="csv/text: type of every value")
@@ -51,7 +51,7 @@ class FeedUpdate(Input):
     schedule_minutes: int | None = Field(default=None, ge=5, le=10_080)
     enabled: bool | None = None
     project_id: uuid.UUID | None = None
-    tags: list[str] | None = Field(default=None, max_length=50)
+    tags: list[Tag] | None = Field(default=None, max_length=50)
     tlp: TLP | None = None
     confidence: int | None = Field(default=None, ge=0, le=100)
     type: str | None = Field(default=None, max_length=32)
