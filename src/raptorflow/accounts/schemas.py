@@ -12,14 +12,14 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, Vali
 
 from raptorflow.auth import passwords
 from raptorflow.auth.permissions import Role
-from raptorflow.kit.types import NOT_BLANK
+from raptorflow.kit.types import NO_NUL, NOT_BLANK_NO_NUL, has_nul
 
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 
 
 def _document_input(schema: dict[str, Any], model: type[BaseModel]) -> None:
-    """Say in the document what `Input` checks: stripped strings are not blank; `not_null` fields take
-    no null."""
+    """Say in the document what `Input` checks: no NUL in text, stripped strings are not blank; `not_null`
+    fields take no null."""
     not_null: frozenset[str] = getattr(model, "not_null", frozenset())
     for name, node in schema.get("properties", {}).items():
         if name in not_null and isinstance(node.get("anyOf"), list):
@@ -29,22 +29,19 @@ def _document_input(schema: dict[str, Any], model: type[BaseModel]) -> None:
                 node.update(kept[0])
             else:
                 node["anyOf"] = kept
-        _not_blank(node)
+        _document_string(node)
 
 
-def _not_blank(node: Any) -> None:
+def _document_string(node: Any) -> None:
+    """The document's pattern for a request string: no NUL, and not blank when it is required text."""
     if not isinstance(node, dict):
         return
-    if (
-        node.get("type") == "string"
-        and node.get("minLength", 0) >= 1
-        and not {"pattern", "enum", "format"} & set(node)
-    ):
-        # Stripped first, then measured: at least one character that stripping keeps.
-        node["pattern"] = NOT_BLANK
+    if node.get("type") == "string" and not {"pattern", "enum", "format", "const"} & set(node):
+        # No NUL anywhere; stripped first, then measured: one character that stripping keeps.
+        node["pattern"] = NOT_BLANK_NO_NUL if node.get("minLength", 0) >= 1 else NO_NUL
     for alt in node.get("anyOf", []):
-        _not_blank(alt)
-    _not_blank(node.get("items"))
+        _document_string(alt)
+    _document_string(node.get("items"))
 
 
 class Input(BaseModel):
@@ -61,6 +58,8 @@ class Input(BaseModel):
         # client sending another JSON type than the documented one meant something else: say so.
         if value is None and info.field_name in cls.not_null:
             raise ValueError("cannot be null (leave the field out to keep its value)")
+        if has_nul(value):
+            raise ValueError("must not contain a NUL character (U+0000)")
         if value is None or not info.field_name:
             return value
         kind = _scalar_kind(cls, info.field_name)

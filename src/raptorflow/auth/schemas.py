@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from raptorflow.auth import passwords
-from raptorflow.kit.types import NOT_BLANK
+from raptorflow.kit.types import NOT_BLANK_NO_NUL, has_nul
+
+
+def _no_nul(value: str) -> str:
+    if has_nul(value):
+        raise ValueError("must not contain a NUL character (U+0000)")
+    return value
 
 
 class RegisterIn(BaseModel):
@@ -25,7 +31,8 @@ class RegisterIn(BaseModel):
     name: Annotated[
         str,
         StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
-        Field(json_schema_extra={"pattern": NOT_BLANK}),
+        Field(json_schema_extra={"pattern": NOT_BLANK_NO_NUL}),
+        AfterValidator(_no_nul),
     ]
 
 

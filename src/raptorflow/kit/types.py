@@ -22,6 +22,20 @@ def _rfc3339_only(value: Any) -> Any:
 # is Unicode White_Space (Rust's `trim`), which is not ECMA's `\s` (no U+0085, but U+FEFF).
 _BLANK = "\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 NOT_BLANK = f"[^{_BLANK}]"
+# Text never holds NUL (PostgreSQL text cannot): the patterns of request strings say so.
+NO_NUL = "^[^\u0000]*$"
+NOT_BLANK_NO_NUL = f"^[^\u0000]*[^\u0000{_BLANK}][^\u0000]*$"
+
+
+def has_nul(value: Any) -> bool:
+    """Whether a string, or a string inside lists and objects, holds a NUL character."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list | tuple):
+        return any(has_nul(item) for item in value)
+    if isinstance(value, dict):
+        return any(has_nul(key) or has_nul(item) for key, item in value.items())
+    return False
 
 
 # Timezone required: a naive time is ambiguous (and the database keeps aware UTC only).

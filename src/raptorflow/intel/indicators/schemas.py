@@ -11,7 +11,8 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from raptorflow.accounts.schemas import Input
 from raptorflow.intel.common import TLP, Classification, Tag, TechniqueId
-from raptorflow.kit.types import RFC3339
+from raptorflow.kit.errors import InvalidInput
+from raptorflow.kit.types import NO_NUL, RFC3339, has_nul
 
 
 class IndicatorCreate(Input):
@@ -203,10 +204,13 @@ class ScoringSettingsIn(Input):
     half_life_days: dict[str, float | None] = Field(max_length=32)
 
 
+_TEXT: dict[str, Any] = {"pattern": NO_NUL}
+
+
 def indicator_filters(
-    type: Annotated[str | None, Query(max_length=32)] = None,
+    type: Annotated[str | None, Query(max_length=32, json_schema_extra=_TEXT)] = None,
     classification: Classification | None = None,
-    tag: Annotated[str | None, Query(max_length=64)] = None,
+    tag: Annotated[str | None, Query(max_length=64, json_schema_extra=_TEXT)] = None,
     project_id: uuid.UUID | None = None,
     workspace: uuid.UUID | None = None,
     tlp: TLP | None = None,
@@ -219,9 +223,13 @@ def indicator_filters(
     false_positive: bool | None = None,
     archived: bool = False,
     expired: bool | None = None,
-    source: Annotated[str | None, Query(max_length=200)] = None,
+    source: Annotated[str | None, Query(max_length=200, json_schema_extra=_TEXT)] = None,
 ) -> dict[str, Any]:
     """The filters of GET /api/v1/indicators (and of exports), as the dict the repository takes."""
+    for name, text in (("type", type), ("tag", tag), ("source", source)):
+        if has_nul(text):
+            # Checked here, not by the database: an export streams, and fails there after its headers.
+            raise InvalidInput(name, "must not contain a NUL character (U+0000)")
     filters: dict[str, Any] = {
         "type": type.strip().lower() if type else None,
         "classification": classification.value if classification else None,
