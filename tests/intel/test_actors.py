@@ -269,7 +269,7 @@ async def test_actor_validation_reasons(http: httpx.AsyncClient, team: Team) -> 
     assert problem_field(await http.patch(url, json={"name": None}, headers=h)) == "name"
     assert problem_field(await http.patch(url, json={"country": "XYZ"}, headers=h)) == "country"
 
-    for sort in ("bogus", "name,name", "-password", ","):
+    for sort in ("bogus", "name, -first_seen", "+name", "-password", ",", ""):
         assert problem_field(await http.get(ACTORS, params={"sort": sort}, headers=h)) == "sort"
     assert "accepted: created_at, first_seen" in problem_message(
         await http.get(ACTORS, params={"sort": "bogus"}, headers=h)

@@ -33,7 +33,7 @@ from raptorflow.intel.common import (
 )
 from raptorflow.intel.relationships.service import detach_objects
 from raptorflow.kit.db import dialect_name, new_id, utcnow
-from raptorflow.kit.errors import Conflict, InvalidInput, NotFound
+from raptorflow.kit.errors import Conflict, InvalidInput, NotFound, UnknownReference
 from raptorflow.kit.pagination import decode_cursor, encode_cursor, keyset_after, parse_sort
 from raptorflow.kit.tenancy import TenantRepository
 from raptorflow.models import Campaign, Project, Report, ThreatActor, Vulnerability, Workspace
@@ -484,7 +484,7 @@ class ContextService(Generic[M, R]):
         for name, model in (("project_id", Project), ("workspace_id", Workspace)):
             wanted = out.get(name)
             if wanted is not None and not await self.repo.owns(model, wanted):
-                raise InvalidInput(name, f"no such {name.removesuffix('_id')} in this organization")
+                raise UnknownReference(name, name.removesuffix("_id"))
         if "attack_techniques" in out:
             out["attack_techniques"] = await validate_techniques(self.session, out["attack_techniques"])
         if "aliases" in out:

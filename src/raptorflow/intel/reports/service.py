@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from raptorflow.intel.context_base import ContextService, Kind
 from raptorflow.intel.reports.repository import ReportRepository
-from raptorflow.kit.errors import InvalidInput
+from raptorflow.kit.errors import InvalidInput, UnknownReference
 from raptorflow.models import Report
 
 
@@ -43,7 +43,7 @@ class ReportService(ContextService[Report, ReportRepository]):
                 raise InvalidInput(f"object_refs[{i}]", "a report cannot reference itself")
             if (kind, object_id) not in known:
                 # Same message for another org's id and a random one: nothing about other orgs leaks.
-                raise InvalidInput(f"object_refs[{i}]", f"no {kind} {object_id} in this organization")
+                raise UnknownReference(f"object_refs[{i}]", kind)
             if (kind, object_id) not in seen:
                 seen.add((kind, object_id))
                 kept.append({"type": kind, "id": str(object_id)})
