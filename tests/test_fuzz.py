@@ -586,7 +586,10 @@ UNEXPRESSED: dict[str, dict[str, str]] = {
         "first_seen": "not in the future",
         "last_seen": "not in the future, not before first_seen",
     },
-    "PATCH /api/v1/indicators/bulk": {"filter": "at least one condition with a value"},
+    "PATCH /api/v1/indicators/bulk": {
+        "filter": "at least one condition with a value",
+        "set": "at least one field with a value",
+    },
     "PUT /api/v1/indicators/scoring": {"half_life_days": "keys are indicator types"},
     "GET /api/v1/projects/{project_id}/objects": {"kind": "an object kind"},
     "POST /api/v1/taxii-collections": {"filter": _TYPES},

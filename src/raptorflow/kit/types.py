@@ -28,13 +28,12 @@ NOT_BLANK_NO_NUL = f"^[^\u0000]*[^\u0000{_BLANK}][^\u0000]*$"
 
 
 def has_nul(value: Any) -> bool:
-    """Whether a string, or a string inside lists and objects, holds a NUL character."""
+    """Whether a string, or a string in a list, holds a NUL character (free-form JSON objects are not
+    looked into: where they are kept, a NUL is refused as the database refuses it)."""
     if isinstance(value, str):
         return "\x00" in value
     if isinstance(value, list | tuple):
-        return any(has_nul(item) for item in value)
-    if isinstance(value, dict):
-        return any(has_nul(key) or has_nul(item) for key, item in value.items())
+        return any(isinstance(item, str) and "\x00" in item for item in value)
     return False
 
 

@@ -305,7 +305,8 @@ def document_problems(
     in another format — `{prefix: (media type, schema name, schema)}`, e.g. TAXII error objects — and
     never 422. `{org_id}` in a path is resolved by the permission dependency, so it is declared here
     for the operations that lack it; there the path names the org, so the header that names it
-    elsewhere (`org_header`) is left out.
+    elsewhere (`org_header`) is left out. Parameters and form fields are left out, never sent as null:
+    their `X | None` annotations are documented as `X`.
     """
     build = app.openapi
     formats = other_formats or {}
