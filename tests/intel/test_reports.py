@@ -151,13 +151,13 @@ async def test_references_must_be_in_the_org(http: httpx.AsyncClient, app: Any, 
         json={"object_refs": [{"type": "report", "id": theirs["report"]["id"]}]},
         headers=team.h(),
     )
-    assert problem_field(patched) == "object_refs[0]"
+    assert problem_field(patched, 404) == "object_refs[0]"
     assert (await http.get(f"{REPORTS}/{report['id']}", headers=team.h())).json()["object_refs"][0][
         "name"
     ] == "Op Y"
     their_project = await insert_project(app, team.other_org, "p")
     assert problem_field(
-        await http.post(REPORTS, json={"title": "r", "project_id": their_project}, headers=team.h())
+        await http.post(REPORTS, json={"title": "r", "project_id": their_project}, headers=team.h()), 404
     ) == ("project_id")
     for method in ("GET", "DELETE", "PATCH"):
         kwargs: dict[str, Any] = {"json": {"title": "x"}} if method == "PATCH" else {}
