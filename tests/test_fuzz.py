@@ -594,7 +594,12 @@ UNEXPRESSED: dict[str, dict[str, str]] = {
     "GET /api/v1/projects/{project_id}/objects": {"kind": "an object kind"},
     "POST /api/v1/taxii-collections": {"filter": _TYPES},
     "PATCH /api/v1/taxii-collections/{collection_id}": {"filter": _TYPES},
-    "POST /api/v1/imports": {"file": "the file (or JSON content) is not empty", "type": _TYPES},
+    "POST /api/v1/imports": {
+        "file": "the file (or JSON content) is not empty",
+        "format": "left out, it is guessed from the content, which may not tell",
+        "type": _TYPES,
+    },
+    "POST /api/v1/extract": {"file": "the file is not empty"},
     "POST /api/v1/feeds": {"type": _TYPES},
     "PATCH /api/v1/feeds/{feed_id}": {"type": _TYPES},
     "POST /api/v1/webhooks": {"url": "an http(s) URL"},
