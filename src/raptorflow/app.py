@@ -13,6 +13,7 @@ from raptorflow.accounts import endpoints as accounts_endpoints
 from raptorflow.audit import endpoints as audit_endpoints
 from raptorflow.auth import endpoints as auth_endpoints
 from raptorflow.auth import passwords
+from raptorflow.auth.deps import ORG_HEADER
 from raptorflow.auth.keycache import ApiKeyCache
 from raptorflow.auth.oidc import ExternalTokenVerifier
 from raptorflow.auth.tokens import TokenIssuer
@@ -183,6 +184,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         other_formats={
             "/taxii2": (taxii_endpoints.TAXII_MEDIA_TYPE, "TaxiiError", taxii_schemas.ERROR_SCHEMA)
         },
+        org_header=ORG_HEADER,
     )
     return app
 

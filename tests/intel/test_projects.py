@@ -74,7 +74,7 @@ async def test_project_rules(client: httpx.AsyncClient) -> None:
     refused = await client.post(
         PRJ, json={"name": "X", "workspace_id": foreign_ws}, headers=owner.in_org(org)
     )
-    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "workspace_id"
+    assert refused.status_code == 404 and refused.json()["errors"][0]["field"] == "workspace_id"
     assert (await client.post(PRJ, json={"name": "V"}, headers=viewer.in_org(org))).status_code == 403
     owned = (await client.post(PRJ, json={"name": "Owner's"}, headers=owner.in_org(org))).json()
     assert (await client.delete(f"{PRJ}/{owned['id']}", headers=editor.in_org(org))).status_code == 403

@@ -234,11 +234,13 @@ async def test_objects_of_another_org_are_unknown(
 
     foreign_source = await relate(client, editor, org, theirs.id, mine.id, "related-to")
     random_source = await relate(client, editor, org, uuid.uuid4(), mine.id, "related-to")
-    assert foreign_source.status_code == random_source.status_code == 422
+    assert (
+        foreign_source.status_code == random_source.status_code == 404
+    )  # a referenced object that is not here: 404, as a path id
     assert foreign_source.json()["errors"] == random_source.json()["errors"]
     assert foreign_source.json()["errors"][0]["field"] == "source_id"
     foreign_target = await relate(client, editor, org, mine.id, their_actor.id, "related-to")
-    assert foreign_target.status_code == 422 and foreign_target.json()["errors"][0]["field"] == "target_id"
+    assert foreign_target.status_code == 404 and foreign_target.json()["errors"][0]["field"] == "target_id"
 
     rel_id = str(their_rel.id)
     headers = editor.in_org(org)

@@ -151,7 +151,7 @@ async def test_bad_input_and_cancel(client: httpx.AsyncClient, analyst: tuple[Ac
         json={"format": "csv", "content": "x", "project_id": "00000000-0000-7000-8000-000000000000"},
         headers=headers,
     )
-    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "project_id"
+    assert bad.status_code == 404 and bad.json()["errors"][0]["field"] == "project_id"
     bad = await client.post(IMP, json={"format": "zip", "content": "x"}, headers=headers)
     assert bad.status_code == 422
     bad = await client.post(IMP, json={"format": "text", "content": "x", "type": "nonsense"}, headers=headers)

@@ -6,35 +6,83 @@ import ipaddress
 import uuid
 from datetime import datetime
 from types import UnionType
-from typing import Annotated, Any, Generic, Literal, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, ValidationInfo, field_validator
 
+from raptorflow.auth import passwords
 from raptorflow.auth.permissions import Role
+from raptorflow.kit.types import NO_NUL, NOT_BLANK_NO_NUL, has_nul
 
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 
 
-class Input(BaseModel):
-    """Base of request bodies: unknown fields are refused (no mass assignment)."""
+def _document_input(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """Say in the document what `Input` checks: no NUL in text, stripped strings are not blank; `not_null`
+    fields take no null."""
+    not_null: frozenset[str] = getattr(model, "not_null", frozenset())
+    for name, node in schema.get("properties", {}).items():
+        if name in not_null and isinstance(node.get("anyOf"), list):
+            kept = [alt for alt in node["anyOf"] if alt != {"type": "null"}]
+            node.pop("anyOf")
+            if len(kept) == 1:
+                node.update(kept[0])
+            else:
+                node["anyOf"] = kept
+        _document_string(node)
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+def _document_string(node: Any) -> None:
+    """The document's pattern for a request string: no NUL, and not blank when it is required text."""
+    if not isinstance(node, dict):
+        return
+    if node.get("type") == "string" and not {"pattern", "enum", "format", "const"} & set(node):
+        # No NUL anywhere; stripped first, then measured: one character that stripping keeps.
+        node["pattern"] = NOT_BLANK_NO_NUL if node.get("minLength", 0) >= 1 else NO_NUL
+    for alt in node.get("anyOf", []):
+        _document_string(alt)
+    _document_string(node.get("items"))
+
+
+class Input(BaseModel):
+    """Base of request bodies: unknown fields are refused (no mass assignment); strings are stripped."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra=_document_input)
+    # PATCH fields that may be left out (kept as they are) but not set to null.
+    not_null: ClassVar[frozenset[str]] = frozenset()
 
     @field_validator("*", mode="before")
     @classmethod
     def _json_types_as_documented(cls, value: Any, info: ValidationInfo) -> Any:
         # Pydantic's lax mode reads 1700000000 as a date, "50" or true as an integer and 0 as false; a
         # client sending another JSON type than the documented one meant something else: say so.
+        if value is None and info.field_name in cls.not_null:
+            raise ValueError("cannot be null (leave the field out to keep its value)")
+        if has_nul(value):
+            raise ValueError("must not contain a NUL character (U+0000)")
         if value is None or not info.field_name:
             return value
         kind = _scalar_kind(cls, info.field_name)
         if kind == "datetime" and isinstance(value, int | float):
             raise ValueError("expected an RFC 3339 date-time string, e.g. 2026-01-01T00:00:00Z")
-        if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+        if kind == "int" and (isinstance(value, bool) or not _integral(value)):
             raise ValueError("expected an integer")
         if kind == "bool" and not isinstance(value, bool):
             raise ValueError("expected true or false")
+        if kind is None and isinstance(value, bool) and _takes_int_not_bool(cls, info.field_name):
+            raise ValueError("expected a number or a name, not true or false")
         return value
+
+
+def _integral(value: Any) -> bool:
+    # JSON Schema's integer: 3 and 3.0 are the same number (JSON has one number type).
+    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+
+
+def _takes_int_not_bool(model: type[BaseModel], name: str) -> bool:
+    field = model.model_fields.get(name)
+    leaves = _leaf_types(field.annotation) if field is not None else []
+    return int in leaves and bool not in leaves
 
 
 _KINDS: dict[tuple[type[BaseModel], str], str | None] = {}
@@ -103,7 +151,11 @@ class PasswordChange(Input):
     """Change the password of a built-in account."""
 
     current_password: str = Field(min_length=1, max_length=1024)
-    new_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(
+        min_length=1,
+        max_length=1024,
+        json_schema_extra={"minLength": passwords.MIN_LENGTH, "maxLength": passwords.MAX_LENGTH},
+    )
 
 
 class MyOrganization(BaseModel):

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raptorflow.audit.service import AuditContext
@@ -208,10 +208,25 @@ async def resolve_org(
     return org_id, Role(role)
 
 
+# Declared so the document (and clients generated from it) carry the header `resolve_org` reads.
+OrgHeader = Annotated[
+    str | None,
+    Header(
+        alias="X-Organization-ID",
+        description="The organization to act in (an id; routes with `{org_id}` take it from the path). "
+        "A user with several organizations names one; an API key acts in its own and may leave it out.",
+        # A pattern, not `format: uuid`: generated clients then send the header as the text it is.
+        json_schema_extra={
+            "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        },
+    ),
+]
+
+
 def require(permission: Permission) -> Any:
     """Dependency: the caller must hold `permission` in the request's org; yields an OrgContext."""
 
-    async def dependency(request: Request, session: SessionDep) -> OrgContext:
+    async def dependency(request: Request, session: SessionDep, _org_header: OrgHeader = None) -> OrgContext:
         principal = await authenticate(request, session)
         org_id, role = await resolve_org(request, session, principal)
         request.state.org_id = org_id

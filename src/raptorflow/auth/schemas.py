@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+from raptorflow.auth import passwords
+from raptorflow.kit.types import NOT_BLANK_NO_NUL, has_nul
+
+
+def _no_nul(value: str) -> str:
+    if has_nul(value):
+        raise ValueError("must not contain a NUL character (U+0000)")
+    return value
 
 
 class RegisterIn(BaseModel):
@@ -13,9 +22,18 @@ class RegisterIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     email: EmailStr = Field(max_length=320)
-    password: str = Field(min_length=1, max_length=1024)
+    # The length policy (auth/passwords.py) as the document shows it; the policy says what is wrong.
+    password: str = Field(
+        max_length=1024,
+        json_schema_extra={"minLength": passwords.MIN_LENGTH, "maxLength": passwords.MAX_LENGTH},
+    )
     # Stripped first: a name of spaces only is no name.
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    name: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+        Field(json_schema_extra={"pattern": NOT_BLANK_NO_NUL}),
+        AfterValidator(_no_nul),
+    ]
 
 
 class TokenPair(BaseModel):

@@ -6,7 +6,9 @@ import re
 import uuid
 from collections.abc import Iterable
 from enum import StrEnum
+from typing import Annotated
 
+from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,6 +20,12 @@ from raptorflow.models import AttackObject
 MAX_TAGS = 50
 MAX_TAG_LENGTH = 64
 TECHNIQUE_ID = re.compile(r"^T\d{4}(\.\d{3})?$")
+# Request items as the document shows them; `clean_tags` and `technique_id_shape` check them (after
+# `Input` strips them) and say what is wrong.
+Tag = Annotated[str, Field(json_schema_extra={"minLength": 1, "maxLength": MAX_TAG_LENGTH})]
+TechniqueId = Annotated[
+    str, Field(max_length=16, json_schema_extra={"pattern": r"^[Tt][0-9]{4}(\.[0-9]{3})?$"})
+]
 
 
 class TLP(StrEnum):

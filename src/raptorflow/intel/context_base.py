@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
@@ -23,10 +23,18 @@ from raptorflow.audit import service as audit
 from raptorflow.auth.principal import OrgContext
 from raptorflow.intel.attack.schemas import DomainName
 from raptorflow.intel.attack.service import navigator_layer
-from raptorflow.intel.common import TECHNIQUE_ID, TLP, clean_tags, ensure_may_remove, validate_techniques
+from raptorflow.intel.common import (
+    TECHNIQUE_ID,
+    TLP,
+    Tag,
+    TechniqueId,
+    clean_tags,
+    ensure_may_remove,
+    validate_techniques,
+)
 from raptorflow.intel.relationships.service import detach_objects
 from raptorflow.kit.db import dialect_name, new_id, utcnow
-from raptorflow.kit.errors import Conflict, InvalidInput, NotFound
+from raptorflow.kit.errors import Conflict, InvalidInput, NotFound, UnknownReference
 from raptorflow.kit.pagination import decode_cursor, encode_cursor, keyset_after, parse_sort
 from raptorflow.kit.tenancy import TenantRepository
 from raptorflow.models import Campaign, Project, Report, ThreatActor, Vulnerability, Workspace
@@ -53,7 +61,7 @@ class ContextCreate(Input):
     project_id: uuid.UUID | None = None
     workspace_id: uuid.UUID | None = None
     description: str = Field(default="", max_length=MAX_DESCRIPTION)
-    tags: list[str] = Field(default_factory=list, max_length=50)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
     tlp: TLP = TLP.amber
 
 
@@ -63,7 +71,7 @@ class ContextUpdate(Input):
     project_id: uuid.UUID | None = None
     workspace_id: uuid.UUID | None = None
     description: str | None = Field(default=None, max_length=MAX_DESCRIPTION)
-    tags: list[str] | None = Field(default=None, max_length=50)
+    tags: list[Tag] | None = Field(default=None, max_length=50)
     tlp: TLP | None = None
 
 
@@ -88,7 +96,7 @@ class ContextOut(BaseModel):
 AliasList = Annotated[
     list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=MAX_ALIASES)
 ]
-TechniqueList = Annotated[list[Annotated[str, Field(max_length=16)]], Field(max_length=MAX_TECHNIQUES)]
+TechniqueList = Annotated[list[TechniqueId], Field(max_length=MAX_TECHNIQUES)]
 
 
 @dataclass(frozen=True)
@@ -134,12 +142,6 @@ def _common_filters(
 
 
 CommonFilters = Annotated[ContextFilters, Depends(_common_filters)]
-SortParam = Annotated[
-    str | None,
-    Query(
-        max_length=200, description="Comma-separated fields, `-` for descending (e.g. `-updated_at,name`)."
-    ),
-]
 LayerDomainParam = Annotated[
     DomainName | None,
     Query(
@@ -325,7 +327,6 @@ class Kind:
     label: str  # "threat actor", for messages
     stix_type: str  # "threat-actor", for stix ids
     unique: str | None = None  # the column unique per org (409 naming it)
-    non_null: frozenset[str] = field(default_factory=frozenset)  # PATCH may not set these to null
     default_sort: str = "-created_at"
 
 
@@ -417,9 +418,6 @@ class ContextService(Generic[M, R]):
         """Apply the fields the client sent (PATCH)."""
         obj = await self.get(object_id)
         changes = body.model_dump(exclude_unset=True)
-        nulls = sorted(self.kind.non_null & {k for k, v in changes.items() if v is None})
-        if nulls:
-            raise InvalidInput(nulls[0], "cannot be null")
         values = await self.clean(changes, obj)
         await self._ensure_unique(values, obj)
         for name, value in values.items():
@@ -494,7 +492,7 @@ class ContextService(Generic[M, R]):
         for name, model in (("project_id", Project), ("workspace_id", Workspace)):
             wanted = out.get(name)
             if wanted is not None and not await self.repo.owns(model, wanted):
-                raise InvalidInput(name, f"no such {name.removesuffix('_id')} in this organization")
+                raise UnknownReference(name, name.removesuffix("_id"))
         if "attack_techniques" in out:
             out["attack_techniques"] = await validate_techniques(self.session, out["attack_techniques"])
         if "aliases" in out:

@@ -12,7 +12,7 @@ from raptorflow.auth.deps import require
 from raptorflow.auth.permissions import Permission
 from raptorflow.auth.principal import OrgContext
 from raptorflow.jobs.schemas import JobOut, JobProgress
-from raptorflow.jobs.service import JobService
+from raptorflow.jobs.service import STATUSES, JobService
 from raptorflow.kit.deps import SessionDep
 from raptorflow.kit.pagination import CursorParam, LimitParam
 from raptorflow.models import Job
@@ -48,7 +48,7 @@ def job_out(job: Job) -> JobOut:
 async def list_jobs(
     ctx: Reader,
     session: SessionDep,
-    status: Annotated[str | None, Query(max_length=16)] = None,
+    status: Annotated[str | None, Query(max_length=16, json_schema_extra={"enum": list(STATUSES)})] = None,
     kind: Annotated[str | None, Query(max_length=100)] = None,
     limit: LimitParam = 100,
     cursor: CursorParam = None,

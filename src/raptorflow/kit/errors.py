@@ -81,6 +81,17 @@ class NotFound(RaptorFlowError):
         super().__init__(detail)
 
 
+class UnknownReference(RaptorFlowError):
+    """A field names an object the org does not have: 404 as for an id in the path, naming the field."""
+
+    status = 404
+    title = "Not Found"
+
+    def __init__(self, field: str, kind: str) -> None:
+        message = f"no such {kind} in this organization"
+        super().__init__(f"{field}: {message}", errors=[{"field": field, "message": message}])
+
+
 class Conflict(RaptorFlowError):
     """The request conflicts with the current state."""
 
@@ -110,6 +121,13 @@ class BadRequest(RaptorFlowError):
 
     status = 400
     title = "Bad Request"
+
+
+class InvalidParameter(BadRequest):
+    """A query parameter or header that cannot be read (400), naming it."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}", errors=[{"field": name, "message": message}])
 
 
 class InvalidInput(RaptorFlowError):

@@ -18,5 +18,24 @@ def _rfc3339_only(value: Any) -> Any:
     return value
 
 
+# A character that stripping keeps, for the document's (ECMA-262) patterns: what pydantic-core strips
+# is Unicode White_Space (Rust's `trim`), which is not ECMA's `\s` (no U+0085, but U+FEFF).
+_BLANK = "\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NOT_BLANK = f"[^{_BLANK}]"
+# Text never holds NUL (PostgreSQL text cannot): the patterns of request strings say so.
+NO_NUL = "^[^\u0000]*$"
+NOT_BLANK_NO_NUL = f"^[^\u0000]*[^\u0000{_BLANK}][^\u0000]*$"
+
+
+def has_nul(value: Any) -> bool:
+    """Whether a string, or a string in a list, holds a NUL character (free-form JSON objects are not
+    looked into: where they are kept, a NUL is refused as the database refuses it)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list | tuple):
+        return any(isinstance(item, str) and "\x00" in item for item in value)
+    return False
+
+
 # Timezone required: a naive time is ambiguous (and the database keeps aware UTC only).
 RFC3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]

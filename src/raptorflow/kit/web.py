@@ -165,10 +165,14 @@ async def _on_integrity_error(request: Request, exc: Exception) -> Response:
     )
 
 
+_NUL_SQLSTATES = frozenset({"22021", "22P05"})
+
+
 async def _on_database_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DBAPIError)
-    # PostgreSQL text cannot hold NUL (SQLSTATE 22021): the client sent it, so it is a 4xx, not a crash.
-    if getattr(exc.orig, "sqlstate", None) == "22021" or "\\x00" in str(exc.orig):
+    # PostgreSQL text cannot hold NUL (SQLSTATE 22021), nor jsonb a \u0000 (22P05): the client sent it,
+    # so it is a 4xx, not a crash.
+    if getattr(exc.orig, "sqlstate", None) in _NUL_SQLSTATES or "\\x00" in str(exc.orig):
         return problem_response(
             request,
             422,
@@ -258,8 +262,41 @@ def _error_content(media_type: str, schema_name: str) -> dict[str, Any]:
     return {media_type: {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}}
 
 
+def _non_null(schema: Any) -> Any:
+    """`schema` without its null alternative: a parameter or a form field is left out, never null."""
+    if not isinstance(schema, dict) or not isinstance(schema.get("anyOf"), list):
+        return schema
+    kept = [alt for alt in schema["anyOf"] if alt != {"type": "null"}]
+    if len(kept) != 1 or len(kept) == len(schema["anyOf"]):
+        return schema
+    return {**kept[0], **{key: value for key, value in schema.items() if key != "anyOf"}}
+
+
+def _without_null(parameter: dict[str, Any]) -> None:
+    parameter["schema"] = _non_null(parameter.get("schema"))
+
+
+_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _form_fields_without_null(operation: dict[str, Any], schemas: dict[str, Any]) -> None:
+    for media, content in operation.get("requestBody", {}).get("content", {}).items():
+        if media not in _FORMS:
+            continue
+        body = content.get("schema", {})
+        ref = body.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+            body = schemas.get(ref.rsplit("/", 1)[-1], {})
+        properties = body.get("properties", {})
+        for name, schema in properties.items():
+            properties[name] = _non_null(schema)
+
+
 def document_problems(
-    app: FastAPI, *, other_formats: dict[str, tuple[str, str, dict[str, Any]]] | None = None
+    app: FastAPI,
+    *,
+    other_formats: dict[str, tuple[str, str, dict[str, Any]]] | None = None,
+    org_header: str | None = None,
 ) -> None:
     """Make the OpenAPI document say what the API answers on errors: problem+json, for every 4xx.
 
@@ -267,7 +304,9 @@ def document_problems(
     a problem document (see the handlers above). Paths under a prefix of `other_formats` answer errors
     in another format — `{prefix: (media type, schema name, schema)}`, e.g. TAXII error objects — and
     never 422. `{org_id}` in a path is resolved by the permission dependency, so it is declared here
-    for the operations that lack it.
+    for the operations that lack it; there the path names the org, so the header that names it
+    elsewhere (`org_header`) is left out. Parameters and form fields are left out, never sent as null:
+    their `X | None` annotations are documented as `X`.
     """
     build = app.openapi
     formats = other_formats or {}
@@ -276,10 +315,10 @@ def document_problems(
         if app.openapi_schema and app.openapi_schema.get("x-problems-documented"):
             return app.openapi_schema
         doc = build()
-        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-        schemas["Problem"] = PROBLEM_SCHEMA
+        components = doc.setdefault("components", {}).setdefault("schemas", {})
+        components["Problem"] = PROBLEM_SCHEMA
         for _media, name, schema in formats.values():
-            schemas[name] = schema
+            components[name] = schema
         for path, operations in doc.get("paths", {}).items():
             own = next((formats[prefix] for prefix in formats if path.startswith(prefix)), None)
             content = _error_content(own[0], own[1]) if own else _error_content(PROBLEM_MEDIA_TYPE, "Problem")
@@ -295,6 +334,15 @@ def document_problems(
                         response["content"] = {own[0]: response["content"].pop("application/json")}
                 responses.setdefault("4XX", {"description": "An error", "content": content})
                 parameters = operation.setdefault("parameters", [])
+                for parameter in parameters:
+                    _without_null(parameter)
+                _form_fields_without_null(operation, components)
+                if "{org_id}" in path and org_header:
+                    parameters[:] = [
+                        p
+                        for p in parameters
+                        if not (p.get("in") == "header" and p["name"].lower() == org_header)
+                    ]
                 if "{org_id}" in path and not any(
                     p.get("in") == "path" and p.get("name") == "org_id" for p in parameters
                 ):
@@ -311,7 +359,7 @@ def document_problems(
         text = orjson.dumps(doc["paths"]).decode()
         for name in ("HTTPValidationError", "ValidationError"):
             if f"#/components/schemas/{name}" not in text:
-                schemas.pop(name, None)
+                components.pop(name, None)
         doc["x-problems-documented"] = True
         app.openapi_schema = doc
         return doc

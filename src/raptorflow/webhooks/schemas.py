@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
@@ -34,6 +34,7 @@ class WebhookCreate(Input):
 class WebhookUpdate(Input):
     """Subscription fields to change."""
 
+    not_null: ClassVar[frozenset[str]] = frozenset({"url", "events", "min_score", "description", "active"})
     url: str | None = Field(default=None, min_length=8, max_length=2000)
     events: list[str] | None = Field(default=None, min_length=1, max_length=len(EVENTS))
     min_score: int | None = Field(default=None, ge=0, le=100)

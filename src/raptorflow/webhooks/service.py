@@ -121,9 +121,6 @@ class WebhookService:
         """Change URL, events, score threshold, description or active flag."""
         hook = await self.get(webhook_id)
         changes = body.model_dump(exclude_unset=True)
-        for key, value in changes.items():
-            if value is None:
-                raise InvalidInput(key, "cannot be null")
         if "url" in changes:
             changes["url"] = _check_target(changes["url"], self.settings)
         if "events" in changes:

@@ -5,17 +5,18 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from raptorflow.accounts.schemas import Page
 from raptorflow.auth.deps import require
 from raptorflow.auth.permissions import Permission
 from raptorflow.auth.principal import OrgContext
+from raptorflow.intel.actors.repository import ThreatActorRepository
 from raptorflow.intel.actors.schemas import Motivation, ThreatActorCreate, ThreatActorOut, ThreatActorUpdate
 from raptorflow.intel.actors.service import ThreatActorService, normalize_country
-from raptorflow.intel.context_base import CommonFilters, LayerDomainParam, SortParam
+from raptorflow.intel.context_base import CommonFilters, LayerDomainParam
 from raptorflow.kit.deps import SessionDep
-from raptorflow.kit.pagination import CursorParam, LimitParam
+from raptorflow.kit.pagination import CursorParam, LimitParam, sort_query
 
 PREFIX = "/api/v1/threat-actors"
 router = APIRouter(prefix=PREFIX, tags=["threat actors"])
@@ -49,7 +50,7 @@ async def list_actors(
     filters: CommonFilters,
     country: Annotated[str | None, Query(max_length=16, description="ISO 3166-1 alpha-2 code.")] = None,
     motivation: Annotated[Motivation | None, Query(description="Primary motivation.")] = None,
-    sort: SortParam = None,
+    sort: Annotated[str | None, sort_query(ThreatActorRepository.sort_keys, "-last_seen,name")] = None,
     limit: LimitParam = 100,
     cursor: CursorParam = None,
 ) -> Page[ThreatActorOut]:
@@ -70,7 +71,10 @@ async def list_actors(
     summary="Import an ATT&CK group as a threat actor (200 with the existing one when already imported)",
 )
 async def import_attack_group(
-    group_id: str, ctx: Write, session: SessionDep, response: Response
+    group_id: Annotated[str, Path(json_schema_extra={"pattern": "^[Gg][0-9]{4}$"}, description="e.g. G0007")],
+    ctx: Write,
+    session: SessionDep,
+    response: Response,
 ) -> ThreatActorOut:
     """Create the org's actor for an ATT&CK group (name, aliases, description, techniques), once."""
     actor, created = await ThreatActorService(session, ctx).import_group(group_id)

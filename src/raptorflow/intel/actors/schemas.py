@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import ClassVar
 
 from pydantic import AwareDatetime, Field
 
@@ -56,6 +57,9 @@ class ThreatActorCreate(ContextCreate):
 class ThreatActorUpdate(ContextUpdate):
     """Threat-actor fields to change; null clears the optional ones."""
 
+    not_null: ClassVar[frozenset[str]] = frozenset(
+        {"name", "aliases", "description", "tags", "tlp", "attack_techniques"}
+    )
     name: str | None = Field(default=None, min_length=1, max_length=200)
     aliases: AliasList | None = None
     motivation: Motivation | None = None

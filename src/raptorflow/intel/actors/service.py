@@ -32,7 +32,6 @@ class ThreatActorService(ContextService[ThreatActor, ThreatActorRepository]):
         label="threat actor",
         stix_type="threat-actor",
         unique="name",
-        non_null=frozenset({"name", "aliases", "description", "tags", "tlp", "attack_techniques"}),
     )
     repo_class = ThreatActorRepository
     model = ThreatActor

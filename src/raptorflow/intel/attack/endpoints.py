@@ -34,13 +34,19 @@ from raptorflow.intel.attack.schemas import (
 from raptorflow.kit.deps import SessionDep
 from raptorflow.kit.errors import InvalidInput
 from raptorflow.kit.pagination import CursorParam, LimitParam, decode_cursor, encode_cursor
+from raptorflow.kit.types import NO_NUL
 from raptorflow.models import AttackObject
 
 router = APIRouter(prefix="/api/v1/attack", tags=["attack"])
 
 IntelRead = Annotated[OrgContext, require(Permission.intel_read)]
 SearchParam = Annotated[
-    str | None, Query(max_length=200, description="Case-insensitive substring of the name or id.")
+    str | None,
+    Query(
+        max_length=200,
+        description="Case-insensitive substring of the name or id.",
+        json_schema_extra={"pattern": NO_NUL},
+    ),
 ]
 DomainParam = Annotated[DomainName | None, Query(description=DOMAIN_DESCRIPTION + " Default: all.")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such (shown) ATT&CK object"}}

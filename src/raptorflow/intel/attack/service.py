@@ -15,7 +15,7 @@ from raptorflow.intel.attack.loader import ParsedBundle
 from raptorflow.intel.attack.repository import AttackRepository
 from raptorflow.intel.attack.schemas import domain_rank
 from raptorflow.kit.db import utcnow
-from raptorflow.kit.errors import NotFound
+from raptorflow.kit.errors import InvalidInput, NotFound
 from raptorflow.models import AttackObject, AttackRelationship
 
 # The Enterprise matrix's column order (its x-mitre-matrix `tactic_refs`, v18.1). The catalog keeps no
@@ -104,6 +104,13 @@ class SoftwareDetail:
     groups: list[AttackObject]
 
 
+def _search_term(q: str | None) -> str | None:
+    """The stripped search text; a NUL in it is the client's mistake (422), on every database."""
+    if q and "\x00" in q:
+        raise InvalidInput("q", "must not contain a NUL character (U+0000)")
+    return q.strip() if q else None
+
+
 def normalize_id(raw: str) -> str:
     """An ATT&CK id as stored: trimmed, upper case (t1059.001 → T1059.001)."""
     return raw.strip().upper()
@@ -181,7 +188,7 @@ async def technique_page(
         "technique",
         after=after,
         limit=limit,
-        q=q.strip() if q else None,
+        q=_search_term(q),
         tactic=shortname,
         platform=platform.strip() if platform else None,
         include_subtechniques=include_subtechniques,
@@ -233,7 +240,7 @@ async def object_page(
 ) -> Sequence[AttackObject]:
     """Shown groups or software by external id; `q` matches name, id or an alias."""
     return await AttackRepository(session).page(
-        kind, after=after, limit=limit, q=q.strip() if q else None, search_aliases=True, domain=domain
+        kind, after=after, limit=limit, q=_search_term(q), search_aliases=True, domain=domain
     )
 
 

@@ -11,11 +11,12 @@ from raptorflow.accounts.schemas import Page
 from raptorflow.auth.deps import require
 from raptorflow.auth.permissions import Permission
 from raptorflow.auth.principal import OrgContext
+from raptorflow.intel.campaigns.repository import CampaignRepository
 from raptorflow.intel.campaigns.schemas import CampaignCreate, CampaignOut, CampaignUpdate
 from raptorflow.intel.campaigns.service import CampaignService
-from raptorflow.intel.context_base import CommonFilters, LayerDomainParam, SortParam
+from raptorflow.intel.context_base import CommonFilters, LayerDomainParam
 from raptorflow.kit.deps import SessionDep
-from raptorflow.kit.pagination import CursorParam, LimitParam
+from raptorflow.kit.pagination import CursorParam, LimitParam, sort_query
 
 PREFIX = "/api/v1/campaigns"
 router = APIRouter(prefix=PREFIX, tags=["campaigns"])
@@ -45,7 +46,7 @@ async def list_campaigns(
     ctx: Read,
     session: SessionDep,
     filters: CommonFilters,
-    sort: SortParam = None,
+    sort: Annotated[str | None, sort_query(CampaignRepository.sort_keys, "-last_seen,name")] = None,
     limit: LimitParam = 100,
     cursor: CursorParam = None,
 ) -> Page[CampaignOut]:

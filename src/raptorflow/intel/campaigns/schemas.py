@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import ClassVar
 
 from pydantic import AwareDatetime, Field
 
@@ -30,6 +31,9 @@ class CampaignCreate(ContextCreate):
 class CampaignUpdate(ContextUpdate):
     """Campaign fields to change; null clears the optional ones."""
 
+    not_null: ClassVar[frozenset[str]] = frozenset(
+        {"name", "aliases", "objective", "description", "tags", "tlp", "attack_techniques"}
+    )
     name: str | None = Field(default=None, min_length=1, max_length=200)
     aliases: AliasList | None = None
     objective: str | None = Field(default=None, max_length=MAX_DESCRIPTION)

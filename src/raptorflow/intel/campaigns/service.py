@@ -16,9 +16,6 @@ class CampaignService(ContextService[Campaign, CampaignRepository]):
         label="campaign",
         stix_type="campaign",
         unique="name",
-        non_null=frozenset(
-            {"name", "aliases", "objective", "description", "tags", "tlp", "attack_techniques"}
-        ),
     )
     repo_class = CampaignRepository
     model = Campaign

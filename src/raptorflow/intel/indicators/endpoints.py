@@ -26,17 +26,19 @@ from raptorflow.intel.indicators.schemas import (
     Stats,
     indicator_filters,
 )
-from raptorflow.intel.indicators.service import IndicatorService, to_out
+from raptorflow.intel.indicators.service import SORTABLE, IndicatorService, to_out
 from raptorflow.kit.db import utcnow
 from raptorflow.kit.deps import SessionDep
-from raptorflow.kit.pagination import CursorParam, LimitParam
+from raptorflow.kit.pagination import CursorParam, LimitParam, sort_query
 from raptorflow.kit.web import ORJSONResponse
 
 router = APIRouter(prefix="/api/v1/indicators", tags=["indicators"])
 Reader = Annotated[OrgContext, require(Permission.intel_read)]
 Writer = Annotated[OrgContext, require(Permission.intel_write)]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Not found (or not yours)"}}
-ONE = "/{indicator_id}"
+# `:uuid`: only an id reaches these routes, so `GET /bulk` or `PATCH /scoring` is a 405 naming the methods
+# of `/bulk` and `/scoring`, not a 422 for an id that is not one.
+ONE = "/{indicator_id:uuid}"
 
 
 async def _out(service: IndicatorService, rows: list[Any]) -> list[dict[str, Any]]:
@@ -77,7 +79,7 @@ async def list_indicators(
     ctx: Reader,
     session: SessionDep,
     filters: Annotated[dict[str, Any], Depends(indicator_filters)],
-    sort: Annotated[str | None, Query(max_length=100, description="e.g. `-last_seen,score`")] = None,
+    sort: Annotated[str | None, sort_query(SORTABLE, "-last_seen,score")] = None,
     limit: LimitParam = 100,
     cursor: CursorParam = None,
 ) -> Response:

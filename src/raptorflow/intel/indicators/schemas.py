@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from fastapi import Query
 from pydantic import AwareDatetime, BaseModel, Field
 
 from raptorflow.accounts.schemas import Input
-from raptorflow.intel.common import TLP, Classification
-from raptorflow.kit.types import RFC3339
+from raptorflow.intel.common import TLP, Classification, Tag, TechniqueId
+from raptorflow.kit.errors import InvalidInput
+from raptorflow.kit.types import NO_NUL, RFC3339, has_nul
 
 
 class IndicatorCreate(Input):
@@ -27,30 +28,33 @@ class IndicatorCreate(Input):
     confidence: int | None = Field(default=None, ge=0, le=100)
     score: int | None = Field(default=None, ge=0, le=100)
     tlp: TLP | None = None
-    tags: list[str] = Field(default_factory=list, max_length=50)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
     description: str | None = Field(default=None, max_length=10_000)
     source: str | None = Field(default=None, min_length=1, max_length=200)
     first_seen: AwareDatetime | None = None
     last_seen: AwareDatetime | None = None
     valid_from: AwareDatetime | None = None
     valid_until: AwareDatetime | None = None
-    attack_techniques: list[str] = Field(default_factory=list, max_length=100)
+    attack_techniques: list[TechniqueId] = Field(default_factory=list, max_length=100)
 
 
 class IndicatorUpdate(Input):
     """Fields an analyst may change (type and value are the identity: never changed)."""
 
+    not_null: ClassVar[frozenset[str]] = frozenset(
+        {"classification", "tlp", "confidence", "score", "description"}
+    )
     project_id: uuid.UUID | None = None
     workspace_id: uuid.UUID | None = None
     classification: Classification | None = None
     confidence: int | None = Field(default=None, ge=0, le=100)
     score: int | None = Field(default=None, ge=0, le=100)
     tlp: TLP | None = None
-    tags: list[str] | None = Field(default=None, max_length=50)
+    tags: list[Tag] | None = Field(default=None, max_length=50)
     description: str | None = Field(default=None, max_length=10_000)
     valid_from: AwareDatetime | None = None
     valid_until: AwareDatetime | None = None
-    attack_techniques: list[str] | None = Field(default=None, max_length=100)
+    attack_techniques: list[TechniqueId] | None = Field(default=None, max_length=100)
 
 
 class ScoreParts(BaseModel):
@@ -132,9 +136,9 @@ class FalsePositiveIn(Input):
 class BulkUpdateSet(Input):
     """What a filtered bulk update sets."""
 
-    tags: list[str] | None = Field(default=None, max_length=50)
-    add_tags: list[str] | None = Field(default=None, max_length=50)
-    remove_tags: list[str] | None = Field(default=None, max_length=50)
+    tags: list[Tag] | None = Field(default=None, max_length=50)
+    add_tags: list[Tag] | None = Field(default=None, max_length=50)
+    remove_tags: list[Tag] | None = Field(default=None, max_length=50)
     classification: Classification | None = None
     archived: bool | None = None
 
@@ -200,10 +204,13 @@ class ScoringSettingsIn(Input):
     half_life_days: dict[str, float | None] = Field(max_length=32)
 
 
+_TEXT: dict[str, Any] = {"pattern": NO_NUL}
+
+
 def indicator_filters(
-    type: Annotated[str | None, Query(max_length=32)] = None,
+    type: Annotated[str | None, Query(max_length=32, json_schema_extra=_TEXT)] = None,
     classification: Classification | None = None,
-    tag: Annotated[str | None, Query(max_length=64)] = None,
+    tag: Annotated[str | None, Query(max_length=64, json_schema_extra=_TEXT)] = None,
     project_id: uuid.UUID | None = None,
     workspace: uuid.UUID | None = None,
     tlp: TLP | None = None,
@@ -216,9 +223,13 @@ def indicator_filters(
     false_positive: bool | None = None,
     archived: bool = False,
     expired: bool | None = None,
-    source: Annotated[str | None, Query(max_length=200)] = None,
+    source: Annotated[str | None, Query(max_length=200, json_schema_extra=_TEXT)] = None,
 ) -> dict[str, Any]:
     """The filters of GET /api/v1/indicators (and of exports), as the dict the repository takes."""
+    for name, text in (("type", type), ("tag", tag), ("source", source)):
+        if has_nul(text):
+            # Checked here, not by the database: an export streams, and fails there after its headers.
+            raise InvalidInput(name, "must not contain a NUL character (U+0000)")
     filters: dict[str, Any] = {
         "type": type.strip().lower() if type else None,
         "classification": classification.value if classification else None,

@@ -26,7 +26,7 @@ from raptorflow.intel.indicators.schemas import (
 from raptorflow.intel.indicators.scoring import DEFAULT_HALF_LIFE_DAYS, effective_score, half_life_for
 from raptorflow.intel.relationships.service import detach_objects
 from raptorflow.kit.db import new_id, new_ids, utcnow
-from raptorflow.kit.errors import InvalidInput, NotFound, RaptorFlowError
+from raptorflow.kit.errors import InvalidInput, NotFound, RaptorFlowError, UnknownReference
 from raptorflow.kit.pagination import decode_cursor, encode_cursor, keyset_after, parse_sort
 from raptorflow.models import Indicator, Project, Workspace
 from raptorflow.webhooks.service import emit_many
@@ -347,9 +347,7 @@ class IndicatorService:
         for field_name, model in (("project_id", Project), ("workspace_id", Workspace)):
             value = changes.get(field_name)
             if value is not None and value not in await self.repo.existing_ids(model, [value]):
-                raise InvalidInput(
-                    field_name, f"no such {field_name.removesuffix('_id')} in this organization"
-                )
+                raise UnknownReference(field_name, field_name.removesuffix("_id"))
         valid_from = changes.get("valid_from", row.valid_from)
         valid_until = changes.get("valid_until", row.valid_until)
         if valid_from and valid_until and valid_until <= valid_from:

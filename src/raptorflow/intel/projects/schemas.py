@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
 from raptorflow.accounts.schemas import Input
+from raptorflow.intel.common import Tag
 
 
 class ProjectCreate(Input):
@@ -16,16 +17,17 @@ class ProjectCreate(Input):
 
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=10_000)
-    tags: list[str] = Field(default_factory=list, max_length=50)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
     workspace_id: uuid.UUID | None = None
 
 
 class ProjectUpdate(Input):
     """Project fields to change."""
 
+    not_null: ClassVar[frozenset[str]] = frozenset({"name", "description", "tags"})
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=10_000)
-    tags: list[str] | None = Field(default=None, max_length=50)
+    tags: list[Tag] | None = Field(default=None, max_length=50)
     workspace_id: uuid.UUID | None = None
 
 

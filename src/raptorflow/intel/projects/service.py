@@ -13,7 +13,7 @@ from raptorflow.intel.common import clean_tags, ensure_may_remove
 from raptorflow.intel.projects.repository import FILED, ProjectRepository
 from raptorflow.intel.projects.schemas import ProjectCreate, ProjectUpdate
 from raptorflow.kit.db import new_id, utcnow
-from raptorflow.kit.errors import Conflict, InvalidInput, NotFound
+from raptorflow.kit.errors import Conflict, InvalidInput, NotFound, UnknownReference
 from raptorflow.kit.pagination import decode_cursor, encode_cursor
 from raptorflow.models import Project
 
@@ -37,7 +37,7 @@ class ProjectService:
 
     async def _check_workspace(self, workspace_id: uuid.UUID | None) -> None:
         if workspace_id is not None and not await self.repo.workspace_exists(workspace_id):
-            raise InvalidInput("workspace_id", "no such workspace in this organization")
+            raise UnknownReference("workspace_id", "workspace")
 
     async def create(self, body: ProjectCreate) -> Project:
         """Create a project (names are unique in the org)."""
@@ -60,9 +60,6 @@ class ProjectService:
         """Change name, description, tags or workspace."""
         project = await self.get(project_id)
         changes = body.model_dump(exclude_unset=True)
-        for key in ("name", "description", "tags"):
-            if key in changes and changes[key] is None:
-                raise InvalidInput(key, "cannot be null")
         if "name" in changes and await self.repo.name_taken(changes["name"], other_than=project.id):
             raise Conflict("A project with this name exists.", errors=[{"field": "name", "message": "taken"}])
         if "tags" in changes:

@@ -15,7 +15,7 @@ from raptorflow.intel.objects import GRAPH_KINDS, ObjectKind
 from raptorflow.intel.relationships.repository import RawEdge, RelationshipRepository
 from raptorflow.intel.relationships.schemas import RelationshipCreate, RelationshipUpdate
 from raptorflow.kit.db import new_id
-from raptorflow.kit.errors import Conflict, InvalidInput, NotFound
+from raptorflow.kit.errors import Conflict, InvalidInput, NotFound, UnknownReference
 from raptorflow.models import Relationship
 
 A = ObjectKind
@@ -88,9 +88,7 @@ class RelationshipService:
         # Worded the same whether the id is unknown or another org's: no existence oracle.
         for field, object_id in (("source_id", body.source_id), ("target_id", body.target_id)):
             if object_id not in kinds:
-                raise InvalidInput(
-                    field, "no indicator, threat actor, campaign, vulnerability or report here"
-                )
+                raise UnknownReference(field, "indicator, threat actor, campaign, vulnerability or report")
         source, target = kinds[body.source_id], kinds[body.target_id]
         check_type(source, target, body.relationship_type)
         new = new_id()

@@ -12,11 +12,12 @@ from raptorflow.accounts.schemas import Page
 from raptorflow.auth.deps import require
 from raptorflow.auth.permissions import Permission
 from raptorflow.auth.principal import OrgContext
-from raptorflow.intel.context_base import CommonFilters, ContextOut, LayerDomainParam, SortParam
+from raptorflow.intel.context_base import CommonFilters, ContextOut, LayerDomainParam
+from raptorflow.intel.reports.repository import ReportRepository
 from raptorflow.intel.reports.schemas import ObjectRefOut, ReportCreate, ReportOut, ReportUpdate
 from raptorflow.intel.reports.service import ReportService
 from raptorflow.kit.deps import SessionDep
-from raptorflow.kit.pagination import CursorParam, LimitParam
+from raptorflow.kit.pagination import CursorParam, LimitParam, sort_query
 from raptorflow.kit.types import RFC3339
 from raptorflow.models import Report
 
@@ -75,7 +76,7 @@ async def list_reports(
     filters: CommonFilters,
     published_after: Annotated[RFC3339 | None, Query(description="Published at or after.")] = None,
     published_before: Annotated[RFC3339 | None, Query(description="Published before.")] = None,
-    sort: SortParam = None,
+    sort: Annotated[str | None, sort_query(ReportRepository.sort_keys, "-published,title")] = None,
     limit: LimitParam = 100,
     cursor: CursorParam = None,
 ) -> Page[ReportOut]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
 
@@ -56,6 +56,9 @@ class ReportCreate(ContextCreate):
 class ReportUpdate(ContextUpdate):
     """Report fields to change (object_refs replaces the whole list)."""
 
+    not_null: ClassVar[frozenset[str]] = frozenset(
+        {"title", "body", "description", "tags", "tlp", "attack_techniques", "object_refs"}
+    )
     title: str | None = Field(default=None, min_length=1, max_length=500)
     body: Markdown | None = Field(default=None, description="Markdown, stored as-is")
     published: AwareDatetime | None = None

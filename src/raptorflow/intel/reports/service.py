@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from raptorflow.intel.context_base import ContextService, Kind
 from raptorflow.intel.reports.repository import ReportRepository
-from raptorflow.kit.errors import InvalidInput
+from raptorflow.kit.errors import InvalidInput, UnknownReference
 from raptorflow.models import Report
 
 
@@ -18,9 +18,6 @@ class ReportService(ContextService[Report, ReportRepository]):
     kind: ClassVar[Kind] = Kind(
         label="report",
         stix_type="report",
-        non_null=frozenset(
-            {"title", "body", "description", "tags", "tlp", "attack_techniques", "object_refs"}
-        ),
     )
     repo_class = ReportRepository
     model = Report
@@ -46,7 +43,7 @@ class ReportService(ContextService[Report, ReportRepository]):
                 raise InvalidInput(f"object_refs[{i}]", "a report cannot reference itself")
             if (kind, object_id) not in known:
                 # Same message for another org's id and a random one: nothing about other orgs leaks.
-                raise InvalidInput(f"object_refs[{i}]", f"no {kind} {object_id} in this organization")
+                raise UnknownReference(f"object_refs[{i}]", kind)
             if (kind, object_id) not in seen:
                 seen.add((kind, object_id))
                 kept.append({"type": kind, "id": str(object_id)})

@@ -11,7 +11,8 @@ from raptorflow.accounts.schemas import Page
 from raptorflow.auth.deps import require
 from raptorflow.auth.permissions import Permission
 from raptorflow.auth.principal import OrgContext
-from raptorflow.intel.context_base import CommonFilters, SortParam
+from raptorflow.intel.context_base import CommonFilters
+from raptorflow.intel.vulnerabilities.repository import VulnerabilityRepository
 from raptorflow.intel.vulnerabilities.schemas import (
     Severity,
     VulnerabilityCreate,
@@ -20,7 +21,7 @@ from raptorflow.intel.vulnerabilities.schemas import (
 )
 from raptorflow.intel.vulnerabilities.service import VulnerabilityService
 from raptorflow.kit.deps import SessionDep
-from raptorflow.kit.pagination import CursorParam, LimitParam
+from raptorflow.kit.pagination import CursorParam, LimitParam, sort_query
 
 PREFIX = "/api/v1/vulnerabilities"
 router = APIRouter(prefix=PREFIX, tags=["vulnerabilities"])
@@ -58,7 +59,7 @@ async def list_vulnerabilities(
         Query(ge=0, le=10, description="CVSS base score at least this (v4 when scored, else v3)."),
     ] = None,
     severity: Annotated[Severity | None, Query(description="This severity.")] = None,
-    sort: SortParam = None,
+    sort: Annotated[str | None, sort_query(VulnerabilityRepository.sort_keys, "-epss,cve_id")] = None,
     limit: LimitParam = 100,
     cursor: CursorParam = None,
 ) -> Page[VulnerabilityOut]:

@@ -48,7 +48,6 @@ class VulnerabilityService(ContextService[Vulnerability, VulnerabilityRepository
         label="vulnerability",
         stix_type="vulnerability",
         unique="cve_id",
-        non_null=frozenset({"cve_id", "kev", "description", "tags", "tlp"}),
     )
     repo_class = VulnerabilityRepository
     model = Vulnerability

@@ -34,7 +34,13 @@ _BODY = {
             "schema": {
                 "type": "object",
                 "required": ["file"],
-                "properties": {"file": {"description": "the report: PDF, HTML or text (a file part)"}},
+                "properties": {
+                    "file": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "the report: PDF, HTML or text (a file part)",
+                    }
+                },
                 "additionalProperties": False,
             }
         },

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from raptorflow.accounts.schemas import Input
-from raptorflow.intel.common import TLP, Classification
+from raptorflow.intel.common import TLP, Classification, Tag
 
 MAX_TEXT = 2_000_000
 
@@ -55,7 +55,7 @@ class ConfirmIn(Input):
 
     items: list[ConfirmItem] = Field(min_length=1, max_length=1000)
     project_id: uuid.UUID | None = None
-    tags: list[str] = Field(default_factory=list, max_length=50)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
     tlp: TLP | None = None
     confidence: int | None = Field(default=None, ge=0, le=100)
     classification: Classification | None = None

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
 from raptorflow.accounts.schemas import Input
-from raptorflow.intel.common import TLP
+from raptorflow.intel.common import TLP, Tag
 from raptorflow.sharing.imports.schemas import CsvOptions
 
 Kind = Literal["taxii", "misp", "csv", "text"]
@@ -33,7 +33,7 @@ class FeedCreate(Input):
     )
     enabled: bool = True
     project_id: uuid.UUID | None = None
-    tags: list[str] = Field(default_factory=list, max_length=50)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
     tlp: TLP = TLP.amber
     confidence: int = Field(default=50, ge=0, le=100)
     type: str | None = Field(default=None, max_length=32, description="csv/text: type of every value")
@@ -43,6 +43,7 @@ class FeedCreate(Input):
 class FeedUpdate(Input):
     """Fields to change (credentials: give `password` to replace, `null` username and password to clear)."""
 
+    not_null: ClassVar[frozenset[str]] = frozenset({"name", "enabled", "confidence", "url", "tlp"})
     name: str | None = Field(default=None, min_length=1, max_length=200)
     url: str | None = Field(default=None, min_length=8, max_length=2000, pattern=r"^https?://")
     username: str | None = Field(default=None, max_length=200)
@@ -50,7 +51,7 @@ class FeedUpdate(Input):
     schedule_minutes: int | None = Field(default=None, ge=5, le=10_080)
     enabled: bool | None = None
     project_id: uuid.UUID | None = None
-    tags: list[str] | None = Field(default=None, max_length=50)
+    tags: list[Tag] | None = Field(default=None, max_length=50)
     tlp: TLP | None = None
     confidence: int | None = Field(default=None, ge=0, le=100)
     type: str | None = Field(default=None, max_length=32)

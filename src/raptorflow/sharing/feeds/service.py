@@ -35,7 +35,7 @@ from raptorflow.intel.indicators.repository import IndicatorRepository
 from raptorflow.jobs.service import enqueue
 from raptorflow.kit.crypto import seal, unseal
 from raptorflow.kit.db import new_id, utcnow
-from raptorflow.kit.errors import Conflict, InvalidInput, NotFound
+from raptorflow.kit.errors import Conflict, InvalidInput, NotFound, UnknownReference
 from raptorflow.kit.http import OutboundClient, UnsafeTarget, check_target, outbound_client, send_through
 from raptorflow.kit.jobs import JobContext
 from raptorflow.kit.pagination import decode_cursor, encode_cursor
@@ -146,7 +146,7 @@ class FeedService:
                 Project, [project_id]
             )
             if not found:
-                raise InvalidInput("project_id", "no such project in this organization")
+                raise UnknownReference("project_id", "project")
         if kind_type is not None and kind_type.strip().lower() not in TYPE_ALIASES:
             raise InvalidInput("type", f"unknown indicator type {kind_type!r}")
         if name is not None:

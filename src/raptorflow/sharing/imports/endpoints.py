@@ -62,6 +62,7 @@ def _inline(schema: Any, defs: dict[str, Any]) -> Any:
 
 
 _JSON_SCHEMA = ImportIn.model_json_schema()
+_OPTIONS_SCHEMA = ImportOptions.model_json_schema()
 _BODY = {
     "required": True,
     "content": {
@@ -72,17 +73,24 @@ _BODY = {
                 "required": ["file"],
                 "properties": {
                     "file": {
-                        "description": "the file (a file part): STIX bundle, MISP event JSON, CSV or text"
+                        "type": "string",
+                        "format": "binary",
+                        "description": "the file (a file part): STIX bundle, MISP event JSON, CSV or text",
                     },
                     "format": {
                         "type": "string",
                         "enum": list(FORMATS),
                         "description": "guessed when left out",
                     },
-                    "options": {"type": "string", "description": "ImportOptions as JSON"},
+                    "options": {
+                        **_inline(_OPTIONS_SCHEMA, _OPTIONS_SCHEMA.get("$defs", {})),
+                        "description": "ImportOptions, a JSON part",
+                    },
                 },
                 "additionalProperties": False,
-            }
+            },
+            # An object part is JSON (OpenAPI's default for objects in multipart), said explicitly.
+            "encoding": {"options": {"contentType": "application/json"}},
         },
     },
 }

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from raptorflow.accounts.schemas import Input
-from raptorflow.intel.common import TLP, Classification
+from raptorflow.intel.common import TLP, Classification, Tag
 from raptorflow.sharing.imports.presets import PresetName
 
 FORMATS = ("stix", "misp", "csv", "text")
@@ -37,7 +37,7 @@ class ImportOptions(Input):
     """Where imported indicators go and what they get when the file does not say."""
 
     project_id: uuid.UUID | None = None
-    tags: list[str] = Field(default_factory=list, max_length=50)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
     tlp: TLP | None = None
     confidence: int | None = Field(default=None, ge=0, le=100)
     score: int | None = Field(default=None, ge=0, le=100)

@@ -29,7 +29,7 @@ from raptorflow.intel.indicators.repository import IndicatorRepository
 from raptorflow.intel.indicators.service import DEFAULTS, IndicatorService
 from raptorflow.jobs.service import FINAL, JobService, enqueue
 from raptorflow.kit.db import dialect_name, new_id, utcnow
-from raptorflow.kit.errors import InvalidInput, NotFound, RaptorFlowError
+from raptorflow.kit.errors import InvalidInput, NotFound, RaptorFlowError, UnknownReference
 from raptorflow.kit.jobs import JobContext
 from raptorflow.kit.pagination import decode_cursor, encode_cursor
 from raptorflow.models import ImportRun, Job, Project
@@ -644,7 +644,7 @@ class ImportService:
                 Project, [options.project_id]
             )
             if not found:
-                raise InvalidInput("project_id", "no such project in this organization")
+                raise UnknownReference("project_id", "project")
         row = ImportRun(
             id=new_id(),
             org_id=self.ctx.org_id,

@@ -13,7 +13,7 @@ from raptorflow.auth.deps import require
 from raptorflow.auth.permissions import Permission
 from raptorflow.auth.principal import OrgContext
 from raptorflow.kit.deps import SessionDep
-from raptorflow.kit.errors import InvalidInput
+from raptorflow.kit.errors import InvalidInput, UnknownReference
 from raptorflow.kit.streaming import ClosingStreamingResponse
 from raptorflow.kit.web import ORJSONResponse
 from raptorflow.sharing.exports.schemas import export_filters
@@ -101,7 +101,7 @@ async def post_bundle(
     ):
         raise InvalidInput("body", 'expected a STIX bundle: {"type": "bundle", "objects": [...]}')
     if project_id is not None and not await StixRepository(session, ctx.org_id).project_exists(project_id):
-        raise InvalidInput("project_id", "no such project in this organization")
+        raise UnknownReference("project_id", "project")
     defaults = ImportDefaults(project_id=project_id, tags=list(tag or []), source="stix")
     report = await import_bundle(session, ctx.org_id, data["objects"], defaults=defaults, actor=ctx.principal)
     return ORJSONResponse(report.as_dict())

@@ -317,7 +317,10 @@ async def _collection(session: Any, ctx: TaxiiContext, collection_id: str) -> Ta
 
 
 CollectionId = Annotated[str, Path(max_length=64)]
-AddedAfter = Annotated[str | None, Query(max_length=64)]
+AddedAfter = Annotated[
+    str | None,
+    Query(max_length=64, description="RFC 3339 timestamp", json_schema_extra={"format": "date-time"}),
+]
 Limit = Annotated[int | None, Query(ge=0, le=100_000, description="page size; 0 or absent = 1000")]
 Next = Annotated[str | None, Query(max_length=512)]
 MatchList = list[str] | None
@@ -481,8 +484,8 @@ ENVELOPE_SCHEMA: dict[str, Any] = {
         "requestBody": {
             "required": True,
             "content": {
+                # The media type TAXII 2.1 clients send (the body is read whatever the header says).
                 TAXII_MEDIA_TYPE: {"schema": ENVELOPE_SCHEMA},
-                "application/json": {"schema": ENVELOPE_SCHEMA},
             },
         }
     },

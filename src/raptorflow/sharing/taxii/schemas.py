@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
 from raptorflow.accounts.schemas import Input
-from raptorflow.intel.common import TLP
+from raptorflow.intel.common import TLP, Tag
 
 
 class CollectionFilter(Input):
     """Which of the org's indicators a collection serves (all conditions must hold)."""
 
     project_id: uuid.UUID | None = None
-    tags: list[str] | None = Field(default=None, max_length=50, description="any of these tags")
+    tags: list[Tag] | None = Field(default=None, max_length=50, description="any of these tags")
     types: list[str] | None = Field(default=None, max_length=32, description="indicator types, e.g. `ipv4`")
     min_score: int | None = Field(default=None, ge=0, le=100)
     tlp_max: TLP | None = Field(default=None, description="the most restrictive TLP served")
@@ -35,6 +35,9 @@ class CollectionCreate(Input):
 class CollectionUpdate(Input):
     """Collection fields to change (filter replaces the whole filter)."""
 
+    not_null: ClassVar[frozenset[str]] = frozenset(
+        {"title", "description", "can_read", "can_write", "filter"}
+    )
     title: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=10_000)
     filter: CollectionFilter | None = None

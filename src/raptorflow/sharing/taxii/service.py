@@ -14,7 +14,7 @@ from raptorflow.audit import service as audit
 from raptorflow.auth.principal import OrgContext, Principal
 from raptorflow.intel.common import clean_tags
 from raptorflow.kit.db import new_id, utcnow
-from raptorflow.kit.errors import Conflict, InvalidInput, NotFound
+from raptorflow.kit.errors import Conflict, InvalidInput, InvalidParameter, NotFound, UnknownReference
 from raptorflow.kit.pagination import decode_cursor, encode_cursor
 from raptorflow.models import TaxiiCollection, TaxiiStatus
 from raptorflow.sharing.stix import render
@@ -77,7 +77,7 @@ class CollectionService:
         if project is not None and not await StixRepository(self.session, self.ctx.org_id).project_exists(
             project
         ):
-            raise InvalidInput("filter.project_id", "no such project in this organization")
+            raise UnknownReference("filter.project_id", "project")
 
     async def create(self, body: CollectionCreate) -> TaxiiCollection:
         """A new collection (admins)."""
@@ -112,9 +112,6 @@ class CollectionService:
         """Change a collection (admins)."""
         row = await self.get(collection_id)
         changes = body.model_dump(exclude_unset=True)
-        for name in ("title", "description", "can_read", "can_write", "filter"):
-            if name in changes and changes[name] is None:
-                raise InvalidInput(name, "cannot be null")
         spec = _clean_filter(changes["filter"]) if "filter" in changes else None
         await self._check(changes.get("title"), spec, row.id)
         for name in ("title", "description", "can_read", "can_write"):
@@ -215,9 +212,9 @@ def parse_match(
         try:
             parsed = datetime.fromisoformat(added_after)
         except ValueError:
-            raise InvalidInput("added_after", "not an RFC 3339 timestamp") from None
+            raise InvalidParameter("added_after", "not an RFC 3339 timestamp") from None
         if parsed.tzinfo is None:
-            raise InvalidInput("added_after", "needs a timezone (end with Z)")
+            raise InvalidParameter("added_after", "needs a timezone (end with Z)")
         parsed = parsed.astimezone(UTC)
     return Match(parsed, _split(types), _split(ids), _split(versions), _split(spec_versions))
 
@@ -231,7 +228,9 @@ def _version_filter(versions: list[str] | None) -> list[datetime] | None:
         try:
             out.append(datetime.fromisoformat(v).astimezone(UTC))
         except ValueError:
-            raise InvalidInput("match[version]", f"{v!r} is not last, first, all or a timestamp") from None
+            raise InvalidParameter(
+                "match[version]", f"{v!r} is not last, first, all or a timestamp"
+            ) from None
     return out
 
 
@@ -334,14 +333,14 @@ def _decode(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
     try:
         values = decode_cursor(cursor)
     except InvalidInput:
-        raise InvalidInput("next", "not a `next` value this server gave") from None
+        raise InvalidParameter("next", "not a `next` value this server gave") from None
     if values is None:
         return None
     try:
         added = datetime.fromisoformat(str(values["a"]))
         return added, uuid.UUID(str(values["i"]))
     except (KeyError, ValueError):
-        raise InvalidInput("next", "not a `next` value this server gave") from None
+        raise InvalidParameter("next", "not a `next` value this server gave") from None
 
 
 def manifest_entry(obj: dict[str, Any], added: datetime) -> dict[str, Any]:
