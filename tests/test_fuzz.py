@@ -598,10 +598,15 @@ UNEXPRESSED: dict[str, dict[str, str]] = {
         "file": "the file (or JSON content) is not empty",
         "format": "left out, it is guessed from the content, which may not tell",
         "type": _TYPES,
+        "preset": "a preset is a CSV layout: format csv or left out",
+        "csv": "a column mapping and a preset exclude each other",
     },
     "POST /api/v1/extract": {"file": "the file is not empty"},
-    "POST /api/v1/feeds": {"type": _TYPES},
-    "PATCH /api/v1/feeds/{feed_id}": {"type": _TYPES},
+    "POST /api/v1/feeds": {"type": _TYPES, "url": "an http(s) URL whose host is not a private address"},
+    "PATCH /api/v1/feeds/{feed_id}": {
+        "type": _TYPES,
+        "url": "an http(s) URL whose host is not a private address",
+    },
     "POST /api/v1/webhooks": {"url": "an http(s) URL"},
     "PATCH /api/v1/webhooks/{webhook_id}": {"url": "an http(s) URL"},
 }
