@@ -38,14 +38,16 @@ fmt: $(VENV)/.installed-dev
 	$(BIN)/ruff format src tests migrations bench
 	$(BIN)/ruff check --fix src tests migrations bench
 
-# Two pytest processes side by side (2 cores; each mostly waits on one): the API fuzzer, and the rest.
-# Each has its own databases; the fuzzer uses no Redis. Both outputs are shown; either failing fails.
+# Two pytest processes side by side (2 cores; each mostly waits on one): the API fuzzer, the browser tests
+# and the serve fault tests (each with servers of its own) in one, the rest in the other, so the two take
+# about as long. Each has its own databases. Both outputs are shown; either failing fails.
+SIDE_TESTS := tests/test_fuzz.py tests/e2e tests/platform/test_serve_faults.py
 test: lint browser
-	@$(BIN)/pytest tests/test_fuzz.py -p no:cacheprovider $(PYTEST_ARGS) > .fuzz-test.log 2>&1 & fuzz=$$!; \
-	$(BIN)/pytest --ignore=tests/test_fuzz.py $(PYTEST_ARGS); rest=$$?; \
-	wait $$fuzz; fuzzed=$$?; echo "--- tests/test_fuzz.py (run alongside) ---"; \
-	if [ $$fuzzed -ne 0 ]; then cat .fuzz-test.log; else tail -n 12 .fuzz-test.log; fi; \
-	test $$rest -eq 0 -a $$fuzzed -eq 0
+	@$(BIN)/pytest $(SIDE_TESTS) -p no:cacheprovider $(PYTEST_ARGS) > .side-test.log 2>&1 & side=$$!; \
+	$(BIN)/pytest $(addprefix --ignore=,$(SIDE_TESTS)) $(PYTEST_ARGS); rest=$$?; \
+	wait $$side; sided=$$?; echo "--- $(SIDE_TESTS) (run alongside) ---"; \
+	if [ $$sided -ne 0 ]; then cat .side-test.log; else tail -n 12 .side-test.log; fi; \
+	test $$rest -eq 0 -a $$sided -eq 0
 
 # Debian's Chromium for the console's browser tests (Playwright drives it; never `playwright install`).
 browser:
